@@ -1,0 +1,51 @@
+#pragma once
+// The audit log: one JSON object per decision, one line each, appended
+// with a single write() so lines from the loader and the proxy never
+// interleave. Never carries secrets or bodies.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace pinfold {
+
+struct AuditRecord {
+    std::string event;          // "http", "connect", "socket", "sendmsg", "proxy", "run"
+    std::string verdict;        // "allow", "deny", or "" for plain events
+    std::uint64_t sandbox = 0;  // cgroup id of the sandbox
+    std::uint32_t pid = 0;
+    std::uint32_t uid = 0;
+    std::uint64_t cgroup = 0;
+    std::string destination;    // original destination "addr:port" / "[addr]:port"
+    std::string host;
+    std::string method;
+    std::string path;
+    std::string rule;           // rule name; "" when none matched
+    std::string reason;
+    std::optional<int> status;  // HTTP status sent to the client
+    std::uint64_t bytes_in = 0;  // request bytes from the client
+    std::uint64_t bytes_out = 0; // response bytes to the client
+};
+
+// The JSON line (without the newline) for a record at `unix_time_ns`.
+[[nodiscard]] std::string format_audit_record(const AuditRecord& record, std::int64_t unix_time_ns);
+
+class AuditLog {
+public:
+    // Takes ownership of fd (-1: audit disabled).
+    explicit AuditLog(int fd) noexcept : fd_(fd) {}
+    AuditLog(const AuditLog&) = delete;
+    AuditLog& operator=(const AuditLog&) = delete;
+    ~AuditLog();
+
+    // Never throws; a failed write is counted, not fatal (the decision
+    // itself has already been enforced).
+    void write(const AuditRecord& record) noexcept;
+    [[nodiscard]] std::uint64_t failed_writes() const noexcept { return failed_writes_; }
+
+private:
+    int fd_;
+    std::uint64_t failed_writes_ = 0;
+};
+
+} // namespace pinfold

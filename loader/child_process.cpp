@@ -1,0 +1,184 @@
+#include "child_process.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/close_range.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace pinfold::loader {
+
+namespace {
+
+constexpr uid_t nobody = 65534;
+
+pid_t clone3_into(int cgroup_fd, int* pidfd)
+{
+    struct clone_args args {};
+    args.flags = CLONE_INTO_CGROUP | CLONE_PIDFD;
+    args.pidfd = reinterpret_cast<std::uint64_t>(pidfd);
+    args.exit_signal = SIGCHLD;
+    args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
+    return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+}
+
+// In the child, before exec: only async-signal-safe calls from here on.
+[[noreturn]] void child_fail(int report_fd, int err)
+{
+    (void)!::write(report_fd, &err, sizeof err);
+    ::_exit(127);
+}
+
+bool drop_all_privileges()
+{
+    if (::geteuid() == 0) {
+        // Bounding set first: it needs CAP_SETPCAP, which setuid drops.
+        for (int cap = 0; cap <= CAP_LAST_CAP; ++cap)
+            ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+        if (::setgroups(0, nullptr) != 0 || ::setresgid(nobody, nobody, nobody) != 0 ||
+            ::setresuid(nobody, nobody, nobody) != 0)
+            return false;
+    }
+    ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {};
+    if (::syscall(SYS_capset, &header, data) != 0)
+        return false;
+    return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
+}
+
+[[noreturn]] void run_child(const SpawnSpec& spec, char* const* argv, pid_t parent, int report_fd)
+{
+    // Die with pinfold: an orphaned proxy or command must not live on.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (::getppid() != parent)
+        ::_exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig = 1; sig < NSIG; ++sig)
+        ::signal(sig, SIG_DFL);
+    if (spec.stdin_null) {
+        int null_fd = ::open("/dev/null", O_RDONLY);
+        if (null_fd < 0 || ::dup2(null_fd, 0) < 0)
+            child_fail(report_fd, errno);
+    }
+    ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    for (int fd : spec.inherit_fds) {
+        if (::fcntl(fd, F_SETFD, 0) != 0)
+            child_fail(report_fd, errno);
+    }
+    if (spec.drop_privileges && !drop_all_privileges())
+        child_fail(report_fd, errno ? errno : EPERM);
+    ::execvp(argv[0], argv);
+    child_fail(report_fd, errno);
+}
+
+} // namespace
+
+Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
+{
+    if (spec.argv.empty())
+        return fail("no command to run");
+    std::vector<char*> argv;
+    for (const auto& arg : spec.argv)
+        argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+
+    // The child reports a failed exec through this pipe; a successful exec
+    // closes it (O_CLOEXEC) and the parent reads EOF.
+    int report[2];
+    if (::pipe2(report, O_CLOEXEC) != 0)
+        return fail_errno("pipe");
+    pid_t parent = ::getpid();
+    int pidfd = -1;
+    pid_t pid = clone3_into(spec.cgroup_fd, &pidfd);
+    if (pid < 0) {
+        auto err = fail_errno("clone3 into cgroup for " + spec.argv[0]);
+        ::close(report[0]);
+        ::close(report[1]);
+        return err;
+    }
+    if (pid == 0) {
+        ::close(report[0]);
+        run_child(spec, argv.data(), parent, report[1]);
+    }
+    ::close(report[1]);
+    ChildProcess child(pid, pidfd);
+    int child_errno = 0;
+    ssize_t n;
+    do {
+        n = ::read(report[0], &child_errno, sizeof child_errno);
+    } while (n < 0 && errno == EINTR);
+    ::close(report[0]);
+    if (n == static_cast<ssize_t>(sizeof child_errno)) {
+        child.reap();
+        return fail("cannot execute " + spec.argv[0], child_errno);
+    }
+    return child;
+}
+
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept
+    : pid_(other.pid_), pidfd_(other.pidfd_), status_(other.status_)
+{
+    other.pid_ = -1;
+    other.pidfd_ = -1;
+}
+
+ChildProcess::~ChildProcess()
+{
+    if (pid_ > 0 && !status_) {
+        signal(SIGKILL);
+        reap();
+    }
+    if (pidfd_ >= 0)
+        ::close(pidfd_);
+}
+
+void ChildProcess::signal(int sig) const noexcept
+{
+    if (pidfd_ >= 0 && !status_)
+        ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0);
+}
+
+std::optional<int> ChildProcess::try_reap() noexcept
+{
+    if (status_ || pid_ <= 0)
+        return status_;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_)
+        status_ = status;
+    return status_;
+}
+
+int ChildProcess::reap() noexcept
+{
+    while (!status_ && pid_ > 0) {
+        int status = 0;
+        pid_t r = ::waitpid(pid_, &status, 0);
+        if (r == pid_)
+            status_ = status;
+        else if (r < 0 && errno != EINTR)
+            status_ = 0;
+    }
+    return status_.value_or(0);
+}
+
+int exit_code_of(int wait_status) noexcept
+{
+    if (WIFEXITED(wait_status))
+        return WEXITSTATUS(wait_status);
+    if (WIFSIGNALED(wait_status))
+        return 128 + WTERMSIG(wait_status);
+    return 125;
+}
+
+} // namespace pinfold::loader

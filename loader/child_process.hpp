@@ -1,0 +1,54 @@
+#pragma once
+// Starting the proxy and the sandboxed command: born inside their cgroup
+// (clone3 CLONE_INTO_CGROUP), so there is no moment in which they run
+// outside it, and owned by a pidfd.
+
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+#include "pinfold/error.hpp"
+
+namespace pinfold::loader {
+
+struct SpawnSpec {
+    std::vector<std::string> argv;      // argv[0] is looked up in PATH if it has no '/'
+    int cgroup_fd = -1;                 // the child starts in this cgroup
+    std::vector<int> inherit_fds;       // kept open across exec; all else is closed
+    bool drop_privileges = false;       // proxy: no capabilities, nobody when root
+    bool stdin_null = false;
+};
+
+class ChildProcess {
+public:
+    // Fails if the command cannot be executed (errno of execve, e.g. ENOENT).
+    [[nodiscard]] static Result<ChildProcess> spawn(const SpawnSpec& spec);
+
+    ChildProcess(ChildProcess&& other) noexcept;
+    ChildProcess(const ChildProcess&) = delete;
+    ChildProcess& operator=(const ChildProcess&) = delete;
+    ChildProcess& operator=(ChildProcess&&) = delete;
+    // Kills (SIGKILL) and reaps a child that is still running.
+    ~ChildProcess();
+
+    [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+    [[nodiscard]] int pidfd() const noexcept { return pidfd_; }   // readable when the child exits
+    void signal(int sig) const noexcept;
+    // Reaps the child if it has exited; returns its wait status.
+    [[nodiscard]] std::optional<int> try_reap() noexcept;
+    // Blocks until exit; returns the wait status.
+    int reap() noexcept;
+    [[nodiscard]] bool exited() const noexcept { return status_.has_value(); }
+
+private:
+    ChildProcess(pid_t pid, int pidfd) noexcept : pid_(pid), pidfd_(pidfd) {}
+    pid_t pid_ = -1;
+    int pidfd_ = -1;
+    std::optional<int> status_;
+};
+
+// The shell convention for a wait status: code, or 128 + signal.
+[[nodiscard]] int exit_code_of(int wait_status) noexcept;
+
+} // namespace pinfold::loader

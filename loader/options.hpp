@@ -1,0 +1,35 @@
+#pragma once
+// The command line of `pinfold`, parsed into plain structs before
+// anything touches the kernel.
+
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "pinfold/error.hpp"
+
+namespace pinfold::loader {
+
+struct RunOptions {
+    std::string policy_path;
+    std::string audit_path;              // "" -> stderr
+    std::vector<std::string> hosts;      // NAME=ADDR[,ADDR] for the proxy
+    std::vector<std::string> command;    // CMD [ARGS]
+    std::string log_level = "warn";
+    std::string proxy_path;              // "" -> pinfold-proxy beside this binary
+};
+
+struct CheckOptions {
+    std::vector<std::string> policy_paths;
+};
+
+struct HelpRequest {
+    std::string text;
+};
+
+using Command = std::variant<RunOptions, CheckOptions, HelpRequest>;
+
+// `args` without the program name. Errors name the flag.
+[[nodiscard]] Result<Command> parse_command_line(const std::vector<std::string>& args);
+
+} // namespace pinfold::loader

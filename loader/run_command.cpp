@@ -1,0 +1,484 @@
+#include "run_command.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "cgroup.hpp"
+#include "child_process.hpp"
+#include "pinfold/address.hpp"
+#include "pinfold/audit_log.hpp"
+#include "policy/policy.hpp"
+#include "run_state.hpp"
+#include "steering_programs.hpp"
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+namespace pinfold::loader {
+
+namespace {
+
+constexpr int exit_internal = 125;
+
+std::shared_ptr<spdlog::logger> log()
+{
+    static auto logger = [] {
+        auto l = spdlog::get("sandbox");
+        return l ? l : spdlog::default_logger()->clone("sandbox");
+    }();
+    return logger;
+}
+
+// A file descriptor owned for the duration of a scope.
+class OwnedFd {
+public:
+    explicit OwnedFd(int fd = -1) noexcept : fd_(fd) {}
+    OwnedFd(OwnedFd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+    OwnedFd(const OwnedFd&) = delete;
+    OwnedFd& operator=(const OwnedFd&) = delete;
+    ~OwnedFd() { reset(); }
+    void reset() noexcept
+    {
+        if (fd_ >= 0)
+            ::close(fd_);
+        fd_ = -1;
+    }
+    [[nodiscard]] int get() const noexcept { return fd_; }
+
+private:
+    int fd_;
+};
+
+Result<std::uint64_t> own_netns_cookie()
+{
+    OwnedFd sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (sock.get() < 0)
+        return fail_errno("socket");
+    std::uint64_t cookie = 0;
+    socklen_t len = sizeof cookie;
+    if (::getsockopt(sock.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0)
+        return fail_errno("SO_NETNS_COOKIE (needs Linux 5.14)");
+    return cookie;
+}
+
+std::string proxy_binary(const RunOptions& options)
+{
+    if (!options.proxy_path.empty())
+        return options.proxy_path;
+    std::error_code ec;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    return (self.parent_path() / "pinfold-proxy").string();
+}
+
+Result<std::string> read_file(const std::string& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        return fail_errno("cannot read " + path);
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+const char* event_name(std::uint32_t kind)
+{
+    switch (kind) {
+    case PF_EV_CONNECT_DENIED: return "connect";
+    case PF_EV_SENDMSG_DENIED: return "sendmsg";
+    case PF_EV_SOCKET_DENIED: return "socket";
+    default: return "kernel";
+    }
+}
+
+const char* deny_reason(std::uint32_t reason)
+{
+    switch (reason) {
+    case PF_DENY_NO_SANDBOX: return "no configured sandbox for this cgroup (fail closed)";
+    case PF_DENY_FOREIGN_NETNS: return "connect from another network namespace";
+    case PF_DENY_NOT_TCP: return "only TCP connections can be steered into the proxy";
+    case PF_DENY_SOCKET_KIND: return "socket kind cannot be steered (raw, SCTP, MPTCP, ICMP, ...)";
+    case PF_DENY_UDP: return "UDP datagrams are refused";
+    default: return "refused by the kernel hooks";
+    }
+}
+
+AuditRecord record_of(const pf_event& ev)
+{
+    AuditRecord r;
+    r.event = event_name(ev.kind);
+    r.verdict = "deny";
+    r.sandbox = ev.sandbox_id;
+    r.pid = ev.pid;
+    r.uid = ev.uid;
+    r.cgroup = ev.cgroup_id;
+    MappedAddress addr{};
+    std::memcpy(addr.data(), ev.addr, addr.size());
+    if (ev.kind != PF_EV_SOCKET_DENIED)
+        r.destination = endpoint_text(addr, ev.port);
+    r.reason = deny_reason(ev.reason);
+    if (ev.kind == PF_EV_SOCKET_DENIED)
+        r.reason += " (family " + std::to_string(ev.family) + ", type " + std::to_string(ev.sock_type) +
+                    ", protocol " + std::to_string(ev.protocol) + ")";
+    return r;
+}
+
+Result<int> open_audit(const std::string& path)
+{
+    int fd = path.empty() ? ::fcntl(2, F_DUPFD_CLOEXEC, 3)
+                          : ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return fail_errno("open audit log " + (path.empty() ? std::string("(stderr)") : path));
+    return fd;
+}
+
+Result<int> policy_memfd(const std::string& text)
+{
+    int fd = ::memfd_create("pinfold-policy", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return fail_errno("memfd_create");
+    if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+        auto err = fail_errno("write policy memfd");
+        ::close(fd);
+        return err;
+    }
+    // The proxy gets a read-only view that nobody can change under it.
+    ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+    return fd;
+}
+
+// Waits for the proxy's "PORT\n" (or its death), bounded in time.
+Result<std::uint16_t> wait_for_proxy(int ready_fd, const ChildProcess& proxy)
+{
+    std::string line;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (line.find('\n') == std::string::npos) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0)
+            return fail("the proxy did not become ready within 10 s");
+        pollfd fds[2] = {{ready_fd, POLLIN, 0}, {proxy.pidfd(), POLLIN, 0}};
+        int n = ::poll(fds, 2, static_cast<int>(left.count()));
+        if (n < 0 && errno != EINTR)
+            return fail_errno("poll");
+        if (fds[0].revents & (POLLIN | POLLHUP)) {
+            char buf[32];
+            ssize_t got = ::read(ready_fd, buf, sizeof buf);
+            if (got > 0)
+                line.append(buf, static_cast<std::size_t>(got));
+            else if (got == 0)
+                return fail("the proxy exited before it was ready (its error is above)");
+        } else if (fds[1].revents & POLLIN) {
+            return fail("the proxy exited before it was ready (its error is above)");
+        }
+    }
+    int port = std::atoi(line.c_str());
+    if (port <= 0 || port > 65535)
+        return fail("the proxy reported an invalid port '" + line + "'");
+    return static_cast<std::uint16_t>(port);
+}
+
+// Everything a run owns, declared so that destruction runs in the safe
+// order: the command's cgroup dies first, the links last.
+struct Run {
+    std::optional<RunState> state;
+    std::optional<CgroupDir> run_cgroup;
+    std::unique_ptr<SteeringPrograms> programs;
+    std::optional<CgroupDir> proxy_cgroup;
+    std::optional<CgroupDir> sandbox_cgroup;
+    std::optional<ChildProcess> proxy;
+    std::optional<ChildProcess> command;
+};
+
+// Stops the command and everything it left, then the proxy; what remains
+// (links, pins, cgroups) goes with the Run's destructors.
+void teardown(Run& run, AuditLog& audit)
+{
+    if (run.sandbox_cgroup) {
+        if (auto r = run.sandbox_cgroup->kill_all(std::chrono::seconds(5)); !r)
+            log()->warn("{}", r.error().what());
+    }
+    if (run.command)
+        run.command->reap();
+    if (run.programs && run.sandbox_cgroup)
+        run.programs->remove_sandbox(run.sandbox_cgroup->id());
+    if (run.proxy && !run.proxy->exited()) {
+        run.proxy->signal(SIGTERM);
+        pollfd pfd{run.proxy->pidfd(), POLLIN, 0};
+        ::poll(&pfd, 1, 2000);
+        run.proxy->signal(SIGKILL);
+        run.proxy->reap();
+    }
+    if (run.programs)
+        run.programs->drain_events();
+    (void)audit;
+}
+
+int run_loop(Run& run, AuditLog& audit, int signal_fd)
+{
+    ChildProcess& command = *run.command;
+    ChildProcess& proxy = *run.proxy;
+    for (;;) {
+        pollfd fds[4] = {
+            {signal_fd, POLLIN, 0},
+            {command.pidfd(), POLLIN, 0},
+            {proxy.pidfd(), POLLIN, 0},
+            {run.programs->events_fd(), POLLIN, 0},
+        };
+        int n = ::poll(fds, 4, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            log()->error("poll: {}", std::strerror(errno));
+            return exit_internal;
+        }
+        if (fds[3].revents & POLLIN)
+            run.programs->drain_events();
+        if (fds[0].revents & POLLIN) {
+            signalfd_siginfo info{};
+            if (::read(signal_fd, &info, sizeof info) == sizeof info) {
+                log()->info("forwarding signal {} to the command", info.ssi_signo);
+                command.signal(static_cast<int>(info.ssi_signo));
+            }
+        }
+        if (fds[1].revents & POLLIN) {
+            if (auto status = command.try_reap())
+                return exit_code_of(*status);
+        }
+        if (fds[2].revents & POLLIN) {
+            // Fail closed: without the proxy the sandbox has no network
+            // anyway (connects land on a closed port); end the run loudly.
+            auto status = proxy.try_reap();
+            AuditRecord r;
+            r.event = "proxy";
+            r.verdict = "deny";
+            r.reason = "proxy exited (status " + std::to_string(status ? exit_code_of(*status) : -1) +
+                       "); ending the run";
+            audit.write(r);
+            log()->error("{}", r.reason);
+            return exit_internal;
+        }
+    }
+}
+
+int run_sandbox_checked(const RunOptions& options)
+{
+    // 1. Everything that can be validated is validated before the kernel
+    //    is touched: nothing is half-applied on bad input.
+    auto policy_text = read_file(options.policy_path);
+    if (!policy_text) {
+        log()->error("{}", policy_text.error().what());
+        return exit_internal;
+    }
+    auto parsed = policy::parse_policy(*policy_text, options.policy_path);
+    if (!parsed) {
+        log()->error("{}", parsed.error().what());
+        return exit_internal;
+    }
+    for (const auto& warning : parsed->warnings)
+        log()->warn("{}", warning);
+    if (auto compiled = policy::CompiledPolicy::compile(*parsed); !compiled) {
+        log()->error("{}", compiled.error().what());
+        return exit_internal;
+    }
+    std::string proxy_path = proxy_binary(options);
+    if (::access(proxy_path.c_str(), X_OK) != 0) {
+        log()->error("cannot execute the proxy {}: {}", proxy_path, std::strerror(errno));
+        return exit_internal;
+    }
+    auto audit_fd = open_audit(options.audit_path);
+    if (!audit_fd) {
+        log()->error("{}", audit_fd.error().what());
+        return exit_internal;
+    }
+    AuditLog audit(*audit_fd);
+
+    auto cgroup_root = find_cgroup2_root();
+    if (!cgroup_root) {
+        log()->error("{}", cgroup_root.error().what());
+        return exit_internal;
+    }
+    RunPaths paths;
+    paths.cgroup_parent = *cgroup_root + "/pinfold";
+    if (::mkdir(paths.cgroup_parent.c_str(), 0755) != 0 && errno != EEXIST) {
+        log()->error("create cgroup {}: {}", paths.cgroup_parent, std::strerror(errno));
+        return exit_internal;
+    }
+    if (auto r = ensure_bpffs(paths.bpffs); !r) {
+        log()->error("{}", r.error().what());
+        return exit_internal;
+    }
+    if (int stale = clean_stale_runs(paths); stale > 0)
+        log()->info("removed {} stale run(s)", stale);
+
+    // Signals are taken over before any child exists, so none is lost
+    // between spawning the command and entering the loop.
+    sigset_t forwarded;
+    sigemptyset(&forwarded);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2})
+        sigaddset(&forwarded, sig);
+    ::sigprocmask(SIG_BLOCK, &forwarded, nullptr);
+    OwnedFd signal_fd(::signalfd(-1, &forwarded, SFD_CLOEXEC));
+    if (signal_fd.get() < 0) {
+        log()->error("signalfd: {}", std::strerror(errno));
+        return exit_internal;
+    }
+
+    Run run;
+    auto fail_run = [&](const Error& e) {
+        log()->error("{}", e.what());
+        teardown(run, audit);
+        return exit_internal;
+    };
+    std::string run_name = "run-" + std::to_string(::getpid());
+    auto state = RunState::create(paths, run_name);
+    if (!state)
+        return fail_run(state.error());
+    run.state.emplace(std::move(*state));
+    auto run_cgroup = CgroupDir::create(*cgroup_root, "pinfold/" + run_name);
+    if (!run_cgroup)
+        return fail_run(run_cgroup.error());
+    run.run_cgroup.emplace(std::move(*run_cgroup));
+    auto proxy_cgroup = CgroupDir::create(*cgroup_root, "pinfold/" + run_name + "/proxy");
+    if (!proxy_cgroup)
+        return fail_run(proxy_cgroup.error());
+    run.proxy_cgroup.emplace(std::move(*proxy_cgroup));
+    auto sandbox_cgroup = CgroupDir::create(*cgroup_root, "pinfold/" + run_name + "/sandbox");
+    if (!sandbox_cgroup)
+        return fail_run(sandbox_cgroup.error());
+    run.sandbox_cgroup.emplace(std::move(*sandbox_cgroup));
+
+    // 2. Programs are attached before anything runs in the cgroups, and
+    //    the sandbox has no configuration until the proxy is ready: a
+    //    connect before that is refused, never let through.
+    auto programs = SteeringPrograms::load(run.sandbox_cgroup->level());
+    if (!programs)
+        return fail_run(programs.error());
+    run.programs = std::move(*programs);
+    if (auto r = run.programs->attach_proxy(run.proxy_cgroup->fd(), run.state->pin_dir()); !r)
+        return fail_run(r.error());
+    if (auto r = run.programs->attach_sandbox(run.sandbox_cgroup->fd(), run.state->pin_dir()); !r)
+        return fail_run(r.error());
+    if (auto r = run.programs->open_events([&audit](const pf_event& ev) { audit.write(record_of(ev)); }); !r)
+        return fail_run(r.error());
+
+    // 3. The proxy, in its own cgroup, without capabilities.
+    auto memfd = policy_memfd(*policy_text);
+    if (!memfd)
+        return fail_run(memfd.error());
+    OwnedFd policy_fd(*memfd);
+    int ready_pipe[2];
+    if (::pipe2(ready_pipe, O_CLOEXEC) != 0)
+        return fail_run(Error{errno, "pipe"});
+    OwnedFd ready_read(ready_pipe[0]);
+    OwnedFd ready_write(ready_pipe[1]);
+    OwnedFd proxy_audit(::fcntl(*audit_fd, F_DUPFD_CLOEXEC, 3));
+    if (proxy_audit.get() < 0)
+        return fail_run(Error{errno, "dup audit fd"});
+    SpawnSpec proxy_spec;
+    proxy_spec.argv = {proxy_path,
+                       "--origin-map-fd", std::to_string(run.programs->origin_map_fd()),
+                       "--audit-fd", std::to_string(proxy_audit.get()),
+                       "--policy-fd", std::to_string(policy_fd.get()),
+                       "--policy-source", options.policy_path,
+                       "--ready-fd", std::to_string(ready_write.get()),
+                       "--sandbox-id", std::to_string(run.sandbox_cgroup->id()),
+                       "--log-level", options.log_level};
+    for (const auto& host : options.hosts) {
+        proxy_spec.argv.push_back("--host");
+        proxy_spec.argv.push_back(host);
+    }
+    proxy_spec.cgroup_fd = run.proxy_cgroup->fd();
+    proxy_spec.inherit_fds = {run.programs->origin_map_fd(), proxy_audit.get(), policy_fd.get(), ready_write.get()};
+    proxy_spec.drop_privileges = true;
+    proxy_spec.stdin_null = true;
+    auto proxy = ChildProcess::spawn(proxy_spec);
+    if (!proxy)
+        return fail_run(proxy.error());
+    run.proxy.emplace(std::move(*proxy));
+    ready_write.reset();
+    policy_fd.reset();
+    proxy_audit.reset();
+    auto port = wait_for_proxy(ready_read.get(), *run.proxy);
+    if (!port)
+        return fail_run(port.error());
+
+    auto netns = own_netns_cookie();
+    if (!netns)
+        return fail_run(netns.error());
+    pf_sandbox_config config{};
+    config.netns_cookie = *netns;
+    config.proxy_port = *port;
+    if (auto r = run.programs->configure_sandbox(run.sandbox_cgroup->id(), config); !r)
+        return fail_run(r.error());
+    log()->info("sandbox {} steered to proxy port {}", run.sandbox_cgroup->id(), *port);
+
+    // 4. The command, born inside the sandbox cgroup.
+    SpawnSpec command_spec;
+    command_spec.argv = options.command;
+    command_spec.cgroup_fd = run.sandbox_cgroup->fd();
+    auto command = ChildProcess::spawn(command_spec);
+    if (!command) {
+        int code = command.error().code == ENOENT ? 127 : 126;
+        log()->error("{}", command.error().what());
+        teardown(run, audit);
+        return code;
+    }
+    run.command.emplace(std::move(*command));
+
+    int code = run_loop(run, audit, signal_fd.get());
+    teardown(run, audit);
+    return code;
+}
+
+} // namespace
+
+int run_sandbox(const RunOptions& options)
+{
+    try {
+        return run_sandbox_checked(options);
+    } catch (const std::exception& e) {
+        log()->critical("{}", e.what());
+        return exit_internal;
+    }
+}
+
+int check_policies(const CheckOptions& options)
+{
+    int status = 0;
+    for (const auto& path : options.policy_paths) {
+        auto parsed = policy::load_policy_file(path);
+        if (!parsed) {
+            std::cerr << parsed.error().what() << "\n";
+            status = 1;
+            continue;
+        }
+        auto compiled = policy::CompiledPolicy::compile(*parsed);
+        if (!compiled) {
+            std::cerr << compiled.error().what() << "\n";
+            status = 1;
+            continue;
+        }
+        std::cout << path << ": OK\n" << policy::describe(*parsed);
+        for (const auto& warning : parsed->warnings)
+            std::cout << "WARNING: " << warning << "\n";
+    }
+    return status;
+}
+
+} // namespace pinfold::loader

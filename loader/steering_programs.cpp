@@ -1,0 +1,175 @@
+#include "steering_programs.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "pinfold_bpf.skel.h"
+#include "pinfold/abi_checks.hpp"
+
+namespace pinfold::loader {
+
+namespace {
+
+std::shared_ptr<spdlog::logger> log()
+{
+    static auto logger = [] {
+        auto l = spdlog::get("loader");
+        return l ? l : spdlog::default_logger()->clone("loader");
+    }();
+    return logger;
+}
+
+int libbpf_to_spdlog(enum libbpf_print_level level, const char* format, va_list args)
+{
+    // Verifier logs arrive as one long string: size the buffer to fit.
+    va_list copy;
+    va_copy(copy, args);
+    int n = std::vsnprintf(nullptr, 0, format, copy);
+    va_end(copy);
+    if (n <= 0)
+        return n;
+    std::string buf(static_cast<std::size_t>(n) + 1, '\0');
+    std::vsnprintf(buf.data(), buf.size(), format, args);
+    std::string_view text(buf.data(), static_cast<std::size_t>(n));
+    while (!text.empty() && text.back() == '\n')
+        text.remove_suffix(1);
+    // libbpf's own chatter is debug material; its warnings (verifier logs
+    // of a failed load) matter enough to show at warn.
+    if (level == LIBBPF_WARN)
+        log()->warn("libbpf: {}", text);
+    else
+        log()->debug("libbpf: {}", text);
+    return n;
+}
+
+int on_ring_event(void* ctx, void* data, size_t size)
+{
+    auto* self = static_cast<SteeringPrograms::EventHandler*>(ctx);
+    if (size < sizeof(pf_event))
+        return 0;
+    pf_event event{};
+    std::memcpy(&event, data, sizeof event);
+    (*self)(event);
+    return 0;
+}
+
+} // namespace
+
+Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbox_level)
+{
+    libbpf_set_print(libbpf_to_spdlog);
+    std::unique_ptr<SteeringPrograms> self(new SteeringPrograms());
+    self->skel_ = pinfold_bpf__open();
+    if (!self->skel_)
+        return fail_errno("open BPF skeleton");
+    self->skel_->rodata->pf_sandbox_level = sandbox_level;
+    if (int err = pinfold_bpf__load(self->skel_); err != 0)
+        return fail("load BPF programs (needs CAP_BPF and CAP_NET_ADMIN; the verifier log is above)", -err);
+    return self;
+}
+
+SteeringPrograms::~SteeringPrograms()
+{
+    detach_all();
+    if (events_)
+        ring_buffer__free(events_);
+    if (skel_)
+        pinfold_bpf__destroy(skel_);
+}
+
+Result<void> SteeringPrograms::attach(::bpf_program* prog, int cgroup_fd, const std::string& pin_path)
+{
+    bpf_link* link = bpf_program__attach_cgroup(prog, cgroup_fd);
+    if (!link)
+        return fail_errno(std::string("attach ") + bpf_program__name(prog) + " to cgroup");
+    if (int err = bpf_link__pin(link, pin_path.c_str()); err != 0) {
+        bpf_link__destroy(link);
+        return fail("pin link " + pin_path, -err);
+    }
+    links_.emplace_back(link, pin_path);
+    return {};
+}
+
+Result<void> SteeringPrograms::attach_sandbox(int cgroup_fd, const std::string& pin_dir)
+{
+    struct {
+        bpf_program* prog;
+        const char* name;
+    } const hooks[] = {
+        {skel_->progs.pf_sock_create, "sock_create"},
+        {skel_->progs.pf_sockops, "sockops"},
+        {skel_->progs.pf_connect4, "connect4"},
+        {skel_->progs.pf_connect6, "connect6"},
+        {skel_->progs.pf_sendmsg4, "sendmsg4"},
+        {skel_->progs.pf_sendmsg6, "sendmsg6"},
+    };
+    for (const auto& hook : hooks) {
+        if (auto r = attach(hook.prog, cgroup_fd, pin_dir + "/sandbox_" + hook.name); !r)
+            return r;
+    }
+    return {};
+}
+
+Result<void> SteeringPrograms::attach_proxy(int cgroup_fd, const std::string& pin_dir)
+{
+    return attach(skel_->progs.pf_sockops, cgroup_fd, pin_dir + "/proxy_sockops");
+}
+
+Result<void> SteeringPrograms::configure_sandbox(std::uint64_t sandbox_id, const pf_sandbox_config& config)
+{
+    if (bpf_map__update_elem(skel_->maps.sandbox_map, &sandbox_id, sizeof sandbox_id, &config, sizeof config,
+                             BPF_ANY) != 0)
+        return fail_errno("update sandbox_map");
+    return {};
+}
+
+void SteeringPrograms::remove_sandbox(std::uint64_t sandbox_id) noexcept
+{
+    bpf_map__delete_elem(skel_->maps.sandbox_map, &sandbox_id, sizeof sandbox_id, 0);
+}
+
+int SteeringPrograms::origin_map_fd() const noexcept { return bpf_map__fd(skel_->maps.origin_map); }
+
+Result<void> SteeringPrograms::open_events(EventHandler handler)
+{
+    handler_ = std::move(handler);
+    events_ = ring_buffer__new(bpf_map__fd(skel_->maps.events_map), on_ring_event, &handler_, nullptr);
+    if (!events_)
+        return fail_errno("open events ring buffer");
+    return {};
+}
+
+int SteeringPrograms::events_fd() const noexcept { return events_ ? ring_buffer__epoll_fd(events_) : -1; }
+
+void SteeringPrograms::drain_events() noexcept
+{
+    if (events_)
+        ring_buffer__consume(events_);
+}
+
+void SteeringPrograms::detach_all() noexcept
+{
+    // Unpin first: a pinned link survives the destroy below.
+    for (auto& [link, pin] : links_) {
+        bpf_link__unpin(link);
+        bpf_link__destroy(link);
+    }
+    links_.clear();
+}
+
+void remove_pin_dir(const std::string& pin_dir) noexcept
+{
+    std::error_code ec;
+    std::filesystem::remove_all(pin_dir, ec);
+    if (ec)
+        log()->warn("could not remove stale pins in {}: {}", pin_dir, ec.message());
+}
+
+} // namespace pinfold::loader

@@ -1,0 +1,65 @@
+#pragma once
+// The loaded steering programs (bpf/pinfold.bpf.c) and their maps. libbpf
+// types stay behind this class; the rest of pinfold sees fds and ids.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pinfold/error.hpp"
+#include "pinfold_abi.h"
+
+struct pinfold_bpf;   // skeleton
+struct bpf_program;
+struct bpf_link;
+struct ring_buffer;
+
+namespace pinfold::loader {
+
+class SteeringPrograms {
+public:
+    using EventHandler = std::function<void(const pf_event&)>;
+
+    // Loads the embedded object. `sandbox_level` is the depth below the
+    // cgroup2 root at which sandbox cgroups live.
+    [[nodiscard]] static Result<std::unique_ptr<SteeringPrograms>> load(unsigned sandbox_level);
+    ~SteeringPrograms();
+    SteeringPrograms(const SteeringPrograms&) = delete;
+    SteeringPrograms& operator=(const SteeringPrograms&) = delete;
+
+    // Attaches every sandbox hook to the cgroup (bpf_link only: a legacy
+    // attach could be detached by anyone who can open the directory) and
+    // pins the links in `pin_dir` so enforcement outlives a crash of ours.
+    [[nodiscard]] Result<void> attach_sandbox(int cgroup_fd, const std::string& pin_dir);
+    // Attaches the accept-side sockops program to the proxy's cgroup.
+    [[nodiscard]] Result<void> attach_proxy(int cgroup_fd, const std::string& pin_dir);
+
+    [[nodiscard]] Result<void> configure_sandbox(std::uint64_t sandbox_id, const pf_sandbox_config& config);
+    void remove_sandbox(std::uint64_t sandbox_id) noexcept;
+
+    [[nodiscard]] int origin_map_fd() const noexcept;
+
+    // Refusal events from the kernel: an fd to poll, and a drain call.
+    [[nodiscard]] Result<void> open_events(EventHandler handler);
+    [[nodiscard]] int events_fd() const noexcept;
+    void drain_events() noexcept;
+
+    // Detaches: unpins and destroys every link. Also run by the destructor.
+    void detach_all() noexcept;
+
+private:
+    SteeringPrograms() = default;
+    [[nodiscard]] Result<void> attach(::bpf_program* prog, int cgroup_fd, const std::string& pin_path);
+
+    struct pinfold_bpf* skel_ = nullptr;
+    std::vector<std::pair<bpf_link*, std::string>> links_;
+    ring_buffer* events_ = nullptr;
+    EventHandler handler_;
+};
+
+// Removes the pinned links of a crashed run (which detaches them).
+void remove_pin_dir(const std::string& pin_dir) noexcept;
+
+} // namespace pinfold::loader

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs every build, test and demo dependency of pinfold from Debian 12
+# packages. Idempotent: apt-get skips what is already there.
+set -euo pipefail
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps.sh: must run as root (it calls apt-get)" >&2
+    exit 1
+fi
+
+packages=(
+    # build
+    build-essential cmake ninja-build pkg-config
+    clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev linux-libc-dev
+    libspdlog-dev libfmt-dev libboost-program-options-dev libyaml-cpp-dev
+    nlohmann-json3-dev libssl-dev libseccomp-dev libcap-dev doctest-dev
+    # run and test: real clients and servers on loopback
+    curl git python3 nodejs gh openssl iproute2 procps util-linux libcap2-bin
+    psmisc
+)
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+echo "install-deps.sh: ${#packages[@]} packages present"

@@ -1,0 +1,236 @@
+"""Shared helpers of pinfold's integration and red-team tests.
+
+Real binaries, real kernel hooks, real servers on loopback bound to port 0.
+Every server and process a test starts is stopped by PID; every wait is
+bounded in time.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+BUILD_DIR = os.environ.get("PINFOLD_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+PINFOLD = os.environ.get("PINFOLD_BIN", os.path.join(BUILD_DIR, "bin", "pinfold"))
+RUN_TIMEOUT = 60  # seconds for any one `pinfold run`
+
+
+def require_root():
+    if os.geteuid() != 0:
+        # Not a skip: these tests exist to exercise the real kernel hooks.
+        raise SystemExit("integration tests need root (real cgroups and BPF hooks)")
+
+
+class CountingServer:
+    """An HTTP/1.1 server on a loopback address that counts what reaches it."""
+
+    def __init__(self, host="127.0.0.1", body=b"hello from upstream\n"):
+        outer = self
+        self.accepts = 0
+        self.requests = []
+        self.body = body
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _reply(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                data = b""
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    data = self._read_chunked()
+                elif length:
+                    data = self.rfile.read(length)
+                outer.requests.append({"method": self.command, "path": self.path,
+                                       "headers": dict(self.headers), "body": data})
+                payload = outer.body if self.command != "POST" else b"got " + str(len(data)).encode() + b"\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            def _read_chunked(self):
+                data = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0], 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return data
+                    data += self.rfile.read(size)
+                    self.rfile.readline()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _reply
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        class Server(ThreadingHTTPServer):
+            address_family = family
+            daemon_threads = True
+
+            def verify_request(self, request, client_address):
+                outer.accepts += 1
+                return True
+
+        self.server = Server((host, 0), Handler)
+        self.host = host
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def authority(self):
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def url(self, path="/"):
+        return f"http://{self.authority}{path}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class RawListener:
+    """A TCP listener that only counts accepted connections."""
+
+    def __init__(self, host="127.0.0.1"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.accepts = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+                self.accepts += 1
+                conn.close()
+            except (socket.timeout, OSError):
+                continue
+
+    def close(self):
+        self._stop.set()
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
+class Result:
+    def __init__(self, proc, audit_path):
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.audit = []
+        if os.path.exists(audit_path):
+            with open(audit_path) as f:
+                self.audit = [json.loads(line) for line in f if line.strip()]
+
+    def audit_where(self, **fields):
+        return [r for r in self.audit if all(r.get(k) == v for k, v in fields.items())]
+
+
+class PinfoldTestCase(unittest.TestCase):
+    """Runs `pinfold run` and checks that nothing is left behind after each run."""
+
+    def setUp(self):
+        require_root()
+        self.tmp = tempfile.mkdtemp(prefix="pinfold-test-")
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def server(self, host="127.0.0.1", **kw):
+        s = CountingServer(host, **kw)
+        self.servers.append(s)
+        return s
+
+    def raw_listener(self, host="127.0.0.1"):
+        s = RawListener(host)
+        self.servers.append(s)
+        return s
+
+    def write_policy(self, text, name="policy.yaml"):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+        return path
+
+    def pinfold(self, policy, command, extra=(), timeout=RUN_TIMEOUT, check_clean=True, input_text=None):
+        audit = os.path.join(self.tmp, f"audit-{time.monotonic_ns()}.jsonl")
+        argv = [PINFOLD, "run", "--policy", policy, "--audit", audit, *extra, "--", *command]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input_text,
+                              stdin=None if input_text is not None else subprocess.DEVNULL)
+        result = Result(proc, audit)
+        if check_clean:
+            assert_clean(self)
+        return result
+
+    def python_in_sandbox(self, policy, code, extra=()):
+        return self.pinfold(policy, [sys.executable, "-c", textwrap.dedent(code)], extra=extra)
+
+
+def cgroup2_root():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[0] == "cgroup2":
+                return left.split()[4]
+    raise RuntimeError("no cgroup2 mount")
+
+
+def leftovers():
+    """What a finished run must not leave: cgroups, pins, locks, proxies, links."""
+    found = []
+    cg = os.path.join(cgroup2_root(), "pinfold")
+    if os.path.isdir(cg):
+        found += [f"cgroup {cg}/{d}" for d in os.listdir(cg) if d.startswith("run-")]
+    pins = "/sys/fs/bpf/pinfold"
+    if os.path.isdir(pins):
+        found += [f"pin {pins}/{d}" for d in os.listdir(pins)]
+    if os.path.isdir("/run/pinfold"):
+        found += [f"lock /run/pinfold/{d}" for d in os.listdir("/run/pinfold")]
+    procs = subprocess.run(["pgrep", "-x", "pinfold-proxy"], capture_output=True, text=True).stdout.split()
+    found += [f"process pinfold-proxy {p}" for p in procs]
+    links = subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True, text=True)
+    if links.returncode == 0 and links.stdout.strip():
+        progs = {p["id"]: p.get("name", "") for p in json.loads(
+            subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout or "[]")}
+        for link in json.loads(links.stdout):
+            if progs.get(link.get("prog_id"), "").startswith("pf_"):
+                found.append(f"link {link['id']} ({progs[link['prog_id']]})")
+    return found
+
+
+def assert_clean(test, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        left = leftovers()
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    test.assertEqual(left, [], "a run left state behind")
+
+
+def main():
+    require_root()
+    unittest.main(verbosity=2)

@@ -1,0 +1,138 @@
+// Response head parsing: which responses carry a body and how it is framed.
+
+#include "http/parser.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+namespace {
+
+using pinfold::http::BodyKind;
+using pinfold::http::parse_response_head;
+using pinfold::http::ResponseHead;
+
+struct ValidResponse {
+    const char* name;
+    std::string input;
+    const char* method;
+    int status;
+    BodyKind body;
+    std::uint64_t content_length;
+    bool keep_alive;
+};
+
+std::vector<ValidResponse> valid_responses()
+{
+    return {
+        {"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "GET", 200, BodyKind::content_length, 5, true},
+        {"HEAD ignores content-length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "HEAD", 200, BodyKind::none, 0, true},
+        {"HEAD ignores chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "HEAD", 200, BodyKind::none, 0, true},
+        {"204", "HTTP/1.1 204 No Content\r\n\r\n", "DELETE", 204, BodyKind::none, 0, true},
+        {"304 with content-length", "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", "GET", 304, BodyKind::none, 0, true},
+        {"100", "HTTP/1.1 100 Continue\r\n\r\n", "POST", 100, BodyKind::none, 0, true},
+        {"101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "GET", 101, BodyKind::none, 0, true},
+        {"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "GET", 200, BodyKind::chunked, 0, true},
+        {"gzip, chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n", "GET", 200, BodyKind::chunked, 0, true},
+        {"gzip then chunked in two fields", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", "GET", 200, BodyKind::chunked, 0, true},
+        {"final coding not chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "GET", 200, BodyKind::until_close, 0, false},
+        {"until close", "HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", "GET", 200, BodyKind::until_close, 0, false},
+        {"no reason", "HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n", "GET", 404, BodyKind::content_length, 0, true},
+        {"empty reason", "HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n", "GET", 404, BodyKind::content_length, 0, true},
+        {"reason with spaces and tab", "HTTP/1.1 500 Very\tBad Thing\r\nContent-Length: 1\r\n\r\n", "POST", 500, BodyKind::content_length, 1, true},
+        {"repeated equal content-length", "HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n", "GET", 200, BodyKind::content_length, 7, true},
+        {"content-length list of equal values", "HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n", "GET", 200, BodyKind::content_length, 7, true},
+        {"close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n", "GET", 200, BodyKind::content_length, 2, false},
+        {"1.0 default close", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", "GET", 200, BodyKind::content_length, 2, false},
+        {"1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n", "GET", 200, BodyKind::content_length, 2, true},
+        {"1.0 keep-alive without length", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", "GET", 200, BodyKind::until_close, 0, false},
+    };
+}
+
+struct InvalidResponse {
+    const char* name;
+    std::string input;
+};
+
+std::vector<InvalidResponse> invalid_responses()
+{
+    return {
+        {"CL and TE", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"},
+        {"differing CL", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"},
+        {"differing CL list", "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n"},
+        {"bad CL", "HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\n"},
+        {"empty CL", "HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n"},
+        {"chunked not last", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"},
+        {"chunked twice", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"},
+        {"empty TE", "HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n\r\n"},
+        {"TE in 1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"},
+        {"HTTP/2", "HTTP/2 200 OK\r\n\r\n"},
+        {"HTTP/1.2", "HTTP/1.2 200 OK\r\n\r\n"},
+        {"two-digit status", "HTTP/1.1 20 OK\r\n\r\n"},
+        {"four-digit status", "HTTP/1.1 2000 OK\r\n\r\n"},
+        {"status 099", "HTTP/1.1 099 X\r\n\r\n"},
+        {"status 600", "HTTP/1.1 600 X\r\n\r\n"},
+        {"letter in status", "HTTP/1.1 2x0 OK\r\n\r\n"},
+        {"double space", "HTTP/1.1  200 OK\r\n\r\n"},
+        {"bare LF", "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n"},
+        {"bare CR", "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n"},
+        {"obs-fold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"},
+        {"space before colon", "HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n"},
+        {"control in reason", "HTTP/1.1 200 O\x01K\r\n\r\n"},
+        {"leading empty line", "\r\nHTTP/1.1 200 OK\r\n\r\n"},
+        {"huge head", "HTTP/1.1 200 OK\r\nX: " + std::string(40 * 1024, 'a')},
+    };
+}
+
+} // namespace
+
+TEST_CASE("http response: valid heads, framing, every byte split")
+{
+    for (const auto& c : valid_responses()) {
+        CAPTURE(c.name);
+        const auto r = parse_response_head(c.input, c.method);
+        REQUIRE_MESSAGE(r.has_value(), r.error().reason);
+        REQUIRE(r->has_value());
+        const auto& [head, size] = **r;
+        CHECK(size == c.input.size());
+        CHECK(head.status == c.status);
+        CHECK(head.body == c.body);
+        CHECK(head.content_length == c.content_length);
+        CHECK(head.keep_alive == c.keep_alive);
+
+        for (std::size_t i = 0; i < c.input.size(); ++i) {
+            CAPTURE(i);
+            const auto partial = parse_response_head(std::string_view(c.input).substr(0, i), c.method);
+            REQUIRE(partial.has_value());
+            CHECK_FALSE(partial->has_value());
+        }
+        const auto with_body = parse_response_head(c.input + "hello", c.method);
+        REQUIRE(with_body.has_value());
+        REQUIRE(with_body->has_value());
+        CHECK((*with_body)->second == c.input.size());
+    }
+}
+
+TEST_CASE("http response: invalid heads are 502")
+{
+    for (const auto& c : invalid_responses()) {
+        CAPTURE(c.name);
+        const auto r = parse_response_head(c.input, "GET");
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().status == 502);
+    }
+}
+
+TEST_CASE("http response: fields are kept in order")
+{
+    const auto r = parse_response_head("HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n", "GET");
+    REQUIRE(r.has_value());
+    REQUIRE(r->has_value());
+    const ResponseHead& head = (*r)->first;
+    REQUIRE(head.headers.size() == 3);
+    CHECK(head.headers[0].value == "a=1");
+    CHECK(head.headers[1].value == "b=2");
+    CHECK(head.find("content-length") == &head.headers[2]);
+    CHECK(head.minor_version == 1);
+}

@@ -1,0 +1,47 @@
+#pragma once
+// How the proxy learns where an accepted connection was really going and
+// who opened it. The kernel wrote this before the client's SYN left; the
+// proxy only reads it, through this small interface so tests can fake it
+// and libbpf never reaches the data path.
+
+#include <cstdint>
+#include <string>
+
+#include "pinfold/address.hpp"
+#include "pinfold/error.hpp"
+
+namespace pinfold::proxy {
+
+struct ConnectionOrigin {
+    MappedAddress address{};   // dialled address (IPv4 mapped)
+    std::uint16_t port = 0;    // dialled port
+    std::uint16_t proxy_port = 0;
+    std::uint64_t sandbox_id = 0;
+    std::uint64_t cgroup_id = 0;
+    std::uint64_t socket_cookie = 0;
+    std::uint32_t pid = 0;
+    std::uint32_t tid = 0;
+    std::uint32_t uid = 0;
+    std::uint32_t gid = 0;
+};
+
+class OriginSource {
+public:
+    virtual ~OriginSource() = default;
+    // The origin of the connection on `accepted_fd`; an error when the
+    // kernel recorded none (it did not come from a sandbox).
+    [[nodiscard]] virtual Result<ConnectionOrigin> lookup(int accepted_fd) noexcept = 0;
+};
+
+// Reads the origin_map socket storage with the accepted fd as key. Needs
+// no capability: only the map fd, inherited from the loader.
+class SocketStorageOrigin final : public OriginSource {
+public:
+    explicit SocketStorageOrigin(int map_fd) noexcept : map_fd_(map_fd) {}
+    [[nodiscard]] Result<ConnectionOrigin> lookup(int accepted_fd) noexcept override;
+
+private:
+    int map_fd_;
+};
+
+} // namespace pinfold::proxy

@@ -1,0 +1,121 @@
+// pinfold-proxy: the capability-less L7 proxy. Started by `pinfold run`;
+// not meant to be run by hand.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <map>
+#include <string>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "policy/policy.hpp"
+#include "proxy_options.hpp"
+#include "proxy_server.hpp"
+
+using namespace pinfold;
+
+namespace {
+
+Result<std::string> read_all(int fd)
+{
+    std::string text;
+    char buf[8192];
+    off_t offset = 0;
+    for (;;) {
+        ssize_t n = ::pread(fd, buf, sizeof buf, offset);
+        if (n < 0)
+            return fail_errno("read policy fd");
+        if (n == 0)
+            return text;
+        text.append(buf, static_cast<std::size_t>(n));
+        offset += n;
+    }
+}
+
+int serve(const proxy::ProxyOptions& options)
+{
+    auto text = read_all(options.policy_fd);
+    ::close(options.policy_fd);
+    if (!text) {
+        spdlog::error("{}", text.error().what());
+        return 1;
+    }
+    auto parsed = policy::parse_policy(*text, options.policy_source);
+    if (!parsed) {
+        spdlog::error("{}", parsed.error().what());
+        return 1;
+    }
+    auto compiled = policy::CompiledPolicy::compile(std::move(*parsed));
+    if (!compiled) {
+        spdlog::error("{}", compiled.error().what());
+        return 1;
+    }
+    std::map<std::string, std::vector<MappedAddress>> overrides;
+    for (const auto& h : options.hosts) {
+        auto parsed_host = proxy::parse_host_override(h);
+        if (!parsed_host) {
+            spdlog::error("{}", parsed_host.error().what());
+            return 1;
+        }
+        overrides[parsed_host->first] = parsed_host->second;
+    }
+
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+    int stop_fd = ::signalfd(-1, &stop_signals, SFD_CLOEXEC);
+    if (stop_fd < 0) {
+        spdlog::error("signalfd: {}", std::strerror(errno));
+        return 1;
+    }
+
+    proxy::SocketStorageOrigin origins(options.origin_map_fd);
+    proxy::SystemResolver resolver(std::move(overrides));
+    AuditLog audit(options.audit_fd);
+    proxy::ProxyServer server(origins, resolver, audit);
+    server.set_policy(options.sandbox_id,
+                      std::make_shared<const policy::CompiledPolicy>(std::move(*compiled)));
+    auto port = server.listen_loopback();
+    if (!port) {
+        spdlog::error("{}", port.error().what());
+        return 1;
+    }
+    std::string ready = std::to_string(*port) + "\n";
+    if (::write(options.ready_fd, ready.data(), ready.size()) != static_cast<ssize_t>(ready.size())) {
+        spdlog::error("cannot report readiness: {}", std::strerror(errno));
+        return 1;
+    }
+    ::close(options.ready_fd);
+    spdlog::debug("listening on 127.0.0.1:{} and [::1]:{}", *port, *port);
+    if (auto r = server.run(stop_fd); !r) {
+        spdlog::error("{}", r.error().what());
+        return 1;
+    }
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    auto logger = spdlog::stderr_color_mt("proxy");
+    logger->set_pattern("pinfold-proxy: [%l] %v");
+    spdlog::set_default_logger(logger);
+    try {
+        auto options = proxy::parse_proxy_options(std::vector<std::string>(argv + 1, argv + argc));
+        if (!options) {
+            spdlog::error("{}", options.error().what());
+            return 2;
+        }
+        spdlog::set_level(spdlog::level::from_str(options->log_level));
+        return serve(*options);
+    } catch (const std::exception& e) {
+        spdlog::critical("{}", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,32 @@
+#include "proxy_options.hpp"
+
+#include <boost/program_options.hpp>
+
+namespace pinfold::proxy {
+
+namespace po = boost::program_options;
+
+Result<ProxyOptions> parse_proxy_options(const std::vector<std::string>& args)
+{
+    ProxyOptions o;
+    po::options_description desc("pinfold-proxy options");
+    desc.add_options()
+        ("origin-map-fd", po::value(&o.origin_map_fd)->required(), "fd of the origin socket-storage map")
+        ("audit-fd", po::value(&o.audit_fd)->required(), "fd to append audit JSON lines to")
+        ("policy-fd", po::value(&o.policy_fd)->required(), "fd holding the policy YAML")
+        ("policy-source", po::value(&o.policy_source)->required(), "policy file name, for messages")
+        ("ready-fd", po::value(&o.ready_fd)->required(), "fd to report the listening port on")
+        ("sandbox-id", po::value(&o.sandbox_id)->required(), "cgroup id of the sandbox")
+        ("host", po::value(&o.hosts)->composing(), "NAME=ADDR[,ADDR]")
+        ("log-level", po::value(&o.log_level), "trace|debug|info|warn|error");
+    try {
+        po::variables_map vm;
+        po::store(po::command_line_parser(args).options(desc).run(), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        return fail(std::string("pinfold-proxy: ") + e.what());
+    }
+    return o;
+}
+
+} // namespace pinfold::proxy

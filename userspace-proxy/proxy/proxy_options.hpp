@@ -1,0 +1,27 @@
+#pragma once
+// Options of pinfold-proxy. It is started by the loader, which passes
+// everything as inherited fds: the proxy opens no file of its own.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pinfold/error.hpp"
+
+namespace pinfold::proxy {
+
+struct ProxyOptions {
+    int origin_map_fd = -1;      // origin_map (socket storage), read-only use
+    int audit_fd = -1;           // JSON lines, O_APPEND
+    int policy_fd = -1;          // policy YAML (memfd)
+    std::string policy_source;   // file name for error messages
+    int ready_fd = -1;           // "PORT\n" is written here once listening
+    std::uint64_t sandbox_id = 0;
+    std::vector<std::string> hosts;   // NAME=ADDR[,ADDR]
+    std::string log_level = "info";
+};
+
+// `args` without the program name.
+[[nodiscard]] Result<ProxyOptions> parse_proxy_options(const std::vector<std::string>& args);
+
+} // namespace pinfold::proxy

@@ -1,0 +1,733 @@
+#include "proxy_server.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "http/parser.hpp"
+#include "request_gate.hpp"
+
+namespace pinfold::proxy {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::shared_ptr<spdlog::logger> log()
+{
+    static auto logger = [] {
+        auto l = spdlog::get("proxy.http");
+        return l ? l : spdlog::default_logger()->clone("proxy.http");
+    }();
+    return logger;
+}
+
+// epoll tags: listeners are small numbers, connections id*2 (+1 upstream).
+constexpr std::uint64_t stop_tag = 1;
+constexpr std::uint64_t listener_tag_base = 2;     // 2, 3
+constexpr std::uint64_t first_connection_id = 8;
+
+enum class Phase { head, exchange, closing };
+
+const char* reason_phrase(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+// The response pinfold itself sends: JSON naming the rule and the reason,
+// and always Connection: close (a denied request's body is never read).
+std::string error_response(int status, const std::string& rule, const std::string& reason,
+                           const std::string& method, const std::string& host, const std::string& path)
+{
+    nlohmann::ordered_json body;
+    body["error"] = status == 403 ? "denied" : (status == 502 ? "bad_gateway" : "bad_request");
+    body["status"] = status;
+    body["rule"] = rule.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(rule);
+    body["reason"] = reason;
+    if (!method.empty())
+        body["method"] = method;
+    if (!host.empty())
+        body["host"] = host;
+    if (!path.empty())
+        body["path"] = path;
+    std::string text = body.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+    std::string out = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) + "\r\n";
+    out += "Content-Type: application/json\r\n";
+    out += "Content-Length: " + std::to_string(text.size()) + "\r\n";
+    out += "Connection: close\r\n";
+    out += "X-Pinfold-Verdict: deny\r\n\r\n";
+    out += text;
+    return out;
+}
+
+int set_nonblocking_nodelay(int fd)
+{
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return 0;
+}
+
+} // namespace
+
+struct Connection {
+    std::uint64_t id = 0;
+    int client = -1;
+    int upstream = -1;
+    ConnectionOrigin origin;
+    std::string client_in, client_out, upstream_in, upstream_out;
+    bool client_eof = false;
+    bool upstream_eof = false;
+    bool upstream_connecting = false;
+    Phase phase = Phase::head;
+    bool first_request = true;
+    // The exchange in progress.
+    std::optional<http::BodyDecoder> request_body;
+    std::optional<http::BodyDecoder> response_body;
+    bool response_head_seen = false;
+    bool response_until_close = false;
+    bool keep_alive = true;
+    bool response_sent_any = false;
+    std::string method;
+    AuditRecord record;
+    bool record_pending = false;
+    std::uint32_t client_mask = 0;
+    std::uint32_t upstream_mask = 0;
+    Clock::time_point deadline;
+};
+
+struct ProxyServer::State {
+    OriginSource& origins;
+    Resolver& resolver;
+    AuditLog& audit;
+    ProxyLimits limits;
+    int epoll_fd = -1;
+    std::vector<int> listen_fds;
+    std::uint16_t port = 0;
+    std::uint64_t next_id = first_connection_id;
+    std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> connections;
+    std::unordered_map<std::uint64_t, std::shared_ptr<const policy::CompiledPolicy>> policies;
+
+    State(OriginSource& o, Resolver& r, AuditLog& a, ProxyLimits l) : origins(o), resolver(r), audit(a), limits(l) {}
+
+    AuditRecord record_for(const ConnectionOrigin& origin) const
+    {
+        AuditRecord r;
+        r.event = "http";
+        r.sandbox = origin.sandbox_id;
+        r.pid = origin.pid;
+        r.uid = origin.uid;
+        r.cgroup = origin.cgroup_id;
+        r.destination = endpoint_text(origin.address, origin.port);
+        return r;
+    }
+
+    void touch(Connection& c) { c.deadline = Clock::now() + std::chrono::seconds(limits.idle_timeout_seconds); }
+
+    void accept_from(int listen_fd) noexcept;
+    void on_event(std::uint64_t tag, std::uint32_t events) noexcept;
+    void read_side(Connection& c, bool upstream) noexcept;
+    bool write_side(Connection& c, bool upstream) noexcept;
+    void advance(Connection& c) noexcept;
+    bool step_head(Connection& c) noexcept;
+    bool step_exchange(Connection& c) noexcept;
+    void reject(Connection& c, int status, const std::string& rule, const std::string& reason) noexcept;
+    bool connect_upstream(Connection& c) noexcept;
+    void finish_record(Connection& c, std::optional<int> status, const std::string& reason_if_unfinished) noexcept;
+    void update_interest(Connection& c) noexcept;
+    void close_connection(Connection& c) noexcept;
+    void sweep_timeouts() noexcept;
+};
+
+ProxyServer::ProxyServer(OriginSource& origins, Resolver& resolver, AuditLog& audit, ProxyLimits limits)
+    : state_(std::make_unique<State>(origins, resolver, audit, limits))
+{
+}
+
+ProxyServer::~ProxyServer()
+{
+    for (auto& [id, c] : state_->connections) {
+        if (c->client >= 0)
+            ::close(c->client);
+        if (c->upstream >= 0)
+            ::close(c->upstream);
+    }
+    for (int fd : state_->listen_fds)
+        ::close(fd);
+    if (state_->epoll_fd >= 0)
+        ::close(state_->epoll_fd);
+}
+
+void ProxyServer::set_policy(std::uint64_t sandbox_id, std::shared_ptr<const policy::CompiledPolicy> policy)
+{
+    state_->policies[sandbox_id] = std::move(policy);
+}
+
+Result<std::uint16_t> ProxyServer::listen_loopback()
+{
+    // Both listeners share one port so the BPF side needs one number. The
+    // kernel picks it for IPv4; if [::1] has it taken, try again.
+    for (int attempt = 0; attempt < 20; ++attempt) {
+        int v4 = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (v4 < 0)
+            return fail_errno("socket");
+        sockaddr_in a4{};
+        a4.sin_family = AF_INET;
+        a4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a4;
+        if (::bind(v4, reinterpret_cast<sockaddr*>(&a4), sizeof a4) != 0 ||
+            ::getsockname(v4, reinterpret_cast<sockaddr*>(&a4), &len) != 0 || ::listen(v4, 1024) != 0) {
+            auto err = fail_errno("listen on 127.0.0.1");
+            ::close(v4);
+            return err;
+        }
+        std::uint16_t port = ntohs(a4.sin_port);
+        int v6 = ::socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (v6 < 0) {
+            ::close(v4);
+            return fail_errno("socket");
+        }
+        int one = 1;
+        ::setsockopt(v6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        sockaddr_in6 a6{};
+        a6.sin6_family = AF_INET6;
+        a6.sin6_addr = in6addr_loopback;
+        a6.sin6_port = htons(port);
+        if (::bind(v6, reinterpret_cast<sockaddr*>(&a6), sizeof a6) != 0 || ::listen(v6, 1024) != 0) {
+            int err = errno;
+            ::close(v4);
+            ::close(v6);
+            if (err == EADDRINUSE)
+                continue;
+            return fail("listen on [::1]", err);
+        }
+        state_->listen_fds = {v4, v6};
+        state_->port = port;
+        return port;
+    }
+    return fail("no port free on both 127.0.0.1 and [::1]");
+}
+
+Result<void> ProxyServer::run(int stop_fd)
+{
+    State& s = *state_;
+    s.epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (s.epoll_fd < 0)
+        return fail_errno("epoll_create1");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = stop_tag;
+    if (::epoll_ctl(s.epoll_fd, EPOLL_CTL_ADD, stop_fd, &ev) != 0)
+        return fail_errno("epoll_ctl stop fd");
+    for (std::size_t i = 0; i < s.listen_fds.size(); ++i) {
+        ev.events = EPOLLIN;
+        ev.data.u64 = listener_tag_base + i;
+        if (::epoll_ctl(s.epoll_fd, EPOLL_CTL_ADD, s.listen_fds[i], &ev) != 0)
+            return fail_errno("epoll_ctl listener");
+    }
+    epoll_event events[128];
+    auto next_sweep = Clock::now() + std::chrono::seconds(1);
+    for (;;) {
+        int n = ::epoll_wait(s.epoll_fd, events, 128, 1000);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return fail_errno("epoll_wait");
+        }
+        for (int i = 0; i < n; ++i) {
+            if (events[i].data.u64 == stop_tag)
+                return {};
+            s.on_event(events[i].data.u64, events[i].events);
+        }
+        if (Clock::now() >= next_sweep) {
+            s.sweep_timeouts();
+            next_sweep = Clock::now() + std::chrono::seconds(1);
+        }
+    }
+}
+
+void ProxyServer::State::on_event(std::uint64_t tag, std::uint32_t events) noexcept
+{
+    if (tag >= listener_tag_base && tag < first_connection_id) {
+        accept_from(listen_fds[tag - listener_tag_base]);
+        return;
+    }
+    auto it = connections.find(tag & ~std::uint64_t{1});
+    if (it == connections.end())
+        return;
+    Connection& c = *it->second;
+    bool upstream = tag & 1;
+    touch(c);
+    if (upstream && c.upstream_connecting && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        ::getsockopt(c.upstream, SOL_SOCKET, SO_ERROR, &err, &len);
+        c.upstream_connecting = false;
+        if (err != 0) {
+            reject(c, 502, c.record.rule,
+                   "cannot connect to " + c.record.destination + ": " + std::strerror(err));
+            advance(c);
+            return;
+        }
+        touch(c);
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        read_side(c, upstream);
+    if (events & EPOLLOUT) {
+        if (!write_side(c, upstream)) {
+            close_connection(c);
+            return;
+        }
+    }
+    advance(c);
+}
+
+void ProxyServer::State::accept_from(int listen_fd) noexcept
+{
+    // Bounded per wake-up so one busy listener cannot starve the rest.
+    for (int i = 0; i < 64; ++i) {
+        int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        auto origin = origins.lookup(fd);
+        if (!origin) {
+            AuditRecord r;
+            r.event = "connect";
+            r.verdict = "deny";
+            r.reason = "connection carries no origin record (not from a sandbox)";
+            audit.write(r);
+            ::close(fd);
+            continue;
+        }
+        bool loopback = address_text(origin->address) == "127.0.0.1" || address_text(origin->address) == "::1";
+        if (loopback && origin->port == port) {
+            AuditRecord r = record_for(*origin);
+            r.event = "connect";
+            r.verdict = "deny";
+            r.reason = "connection to the proxy itself";
+            audit.write(r);
+            ::close(fd);
+            continue;
+        }
+        set_nonblocking_nodelay(fd);
+        auto c = std::make_unique<Connection>();
+        c->id = next_id;
+        next_id += 2;
+        c->client = fd;
+        c->origin = *origin;
+        touch(*c);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = c->id;
+        if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            ::close(fd);
+            continue;
+        }
+        c->client_mask = EPOLLIN;
+        log()->debug("accepted connection {} from pid {} to {}", c->id, origin->pid,
+                     endpoint_text(origin->address, origin->port));
+        connections.emplace(c->id, std::move(c));
+    }
+}
+
+void ProxyServer::State::read_side(Connection& c, bool upstream) noexcept
+{
+    int fd = upstream ? c.upstream : c.client;
+    std::string& in = upstream ? c.upstream_in : c.client_in;
+    bool& eof = upstream ? c.upstream_eof : c.client_eof;
+    if (fd < 0 || eof || (upstream && c.upstream_connecting))
+        return;
+    char buf[64 * 1024];
+    for (int i = 0; i < 16 && in.size() < limits.max_buffer; ++i) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n > 0) {
+            in.append(buf, static_cast<std::size_t>(n));
+            continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            eof = true;
+        return;
+    }
+}
+
+bool ProxyServer::State::write_side(Connection& c, bool upstream) noexcept
+{
+    int fd = upstream ? c.upstream : c.client;
+    std::string& out = upstream ? c.upstream_out : c.client_out;
+    if (fd < 0 || (upstream && c.upstream_connecting))
+        return true;
+    while (!out.empty()) {
+        ssize_t n = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+            out.erase(0, static_cast<std::size_t>(n));
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return true;
+        return false;
+    }
+    return true;
+}
+
+void ProxyServer::State::finish_record(Connection& c, std::optional<int> status,
+                                       const std::string& reason_if_unfinished) noexcept
+{
+    if (!c.record_pending)
+        return;
+    c.record.status = status;
+    if (!reason_if_unfinished.empty())
+        c.record.reason = reason_if_unfinished;
+    audit.write(c.record);
+    c.record_pending = false;
+}
+
+void ProxyServer::State::reject(Connection& c, int status, const std::string& rule, const std::string& reason) noexcept
+{
+    try {
+        if (!c.response_sent_any) {
+            c.client_out += error_response(status, rule, reason, c.record.method, c.record.host, c.record.path);
+            c.response_sent_any = true;
+        }
+        c.record.verdict = status == 502 ? c.record.verdict : "deny";
+        c.record.rule = rule;
+        c.record.reason = reason;
+        c.record_pending = true;
+        finish_record(c, status, "");
+    } catch (...) {
+    }
+    log()->debug("connection {}: {} {}", c.id, status, reason);
+    c.phase = Phase::closing;
+    if (c.upstream >= 0) {
+        ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.upstream, nullptr);
+        ::close(c.upstream);
+        c.upstream = -1;
+        c.upstream_mask = 0;
+    }
+}
+
+bool ProxyServer::State::connect_upstream(Connection& c) noexcept
+{
+    bool v4 = is_ipv4_mapped(c.origin.address);
+    int fd = ::socket(v4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    set_nonblocking_nodelay(fd);
+    int rc;
+    if (v4) {
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        std::memcpy(&a.sin_addr, c.origin.address.data() + 12, 4);
+        a.sin_port = htons(c.origin.port);
+        rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    } else {
+        sockaddr_in6 a{};
+        a.sin6_family = AF_INET6;
+        std::memcpy(&a.sin6_addr, c.origin.address.data(), 16);
+        a.sin6_port = htons(c.origin.port);
+        rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    }
+    if (rc != 0 && errno != EINPROGRESS) {
+        ::close(fd);
+        return false;
+    }
+    epoll_event ev{};
+    ev.events = EPOLLOUT;
+    ev.data.u64 = c.id | 1;
+    if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        ::close(fd);
+        return false;
+    }
+    c.upstream = fd;
+    c.upstream_mask = EPOLLOUT;
+    c.upstream_connecting = true;
+    c.upstream_eof = false;
+    c.upstream_in.clear();
+    c.deadline = Clock::now() + std::chrono::seconds(limits.connect_timeout_seconds);
+    return true;
+}
+
+bool ProxyServer::State::step_head(Connection& c) noexcept
+{
+    if (c.client_in.empty()) {
+        if (c.client_eof)
+            c.phase = Phase::closing;
+        return c.client_eof;
+    }
+    auto parsed = http::parse_request_head(c.client_in);
+    c.record = record_for(c.origin);
+    if (!parsed) {
+        // Bytes that do not even start like a request line are not HTTP:
+        // close without an answer the other protocol could misread.
+        unsigned char first = static_cast<unsigned char>(c.client_in[0]);
+        if (c.first_request && !(first >= 'A' && first <= 'Z')) {
+            c.record.event = "connect";
+            c.record.verdict = "deny";
+            c.record.reason = "not HTTP: " + parsed.error().reason;
+            audit.write(c.record);
+            c.response_sent_any = true;
+            c.phase = Phase::closing;
+            c.client_out.clear();
+            return true;
+        }
+        reject(c, parsed.error().status, "", "malformed request: " + parsed.error().reason);
+        return true;
+    }
+    if (!*parsed) {
+        if (c.client_eof) {
+            reject(c, 400, "", "connection closed inside a request head");
+            return true;
+        }
+        return false;
+    }
+    auto& [head, used] = **parsed;
+    c.first_request = false;
+    c.client_in.erase(0, used);
+    c.record.method = head.method;
+    c.record.bytes_in = used;
+    c.method = head.method;
+    c.response_sent_any = false;
+
+    if (head.upgrade) {
+        c.record.host = head.host;
+        reject(c, 403, "", "protocol upgrade is not supported");
+        return true;
+    }
+    auto policy_it = policies.find(c.origin.sandbox_id);
+    const policy::CompiledPolicy* policy = policy_it == policies.end() ? nullptr : policy_it->second.get();
+    GateDecision d = decide_request(policy, resolver, c.origin, head, "http");
+    c.record.host = d.host;
+    c.record.path = d.path;
+    c.record.rule = d.rule;
+    c.record.reason = d.reason;
+    if (!d.allowed) {
+        reject(c, d.status, d.rule, d.reason);
+        return true;
+    }
+    c.record.verdict = "allow";
+    c.record_pending = true;
+    if (c.upstream < 0 && !connect_upstream(c)) {
+        reject(c, 502, d.rule, "cannot connect to " + c.record.destination + ": " + std::strerror(errno));
+        return true;
+    }
+    c.upstream_out += http::serialize_request_head(head, d.upstream_target);
+    c.request_body.reset();
+    if (head.body != http::BodyKind::none)
+        c.request_body.emplace(head.body, head.content_length);
+    c.response_body.reset();
+    c.response_head_seen = false;
+    c.response_until_close = false;
+    c.keep_alive = head.keep_alive;
+    c.phase = Phase::exchange;
+    return true;
+}
+
+bool ProxyServer::State::step_exchange(Connection& c) noexcept
+{
+    bool progress = false;
+    // Request body, client -> upstream, only the bytes that belong to it.
+    if (c.request_body && !c.request_body->done() && !c.client_in.empty() &&
+        c.upstream_out.size() < limits.max_buffer) {
+        auto used = c.request_body->feed(c.client_in);
+        if (!used) {
+            reject(c, used.error().status, c.record.rule, "malformed request body: " + used.error().reason);
+            return true;
+        }
+        c.upstream_out.append(c.client_in, 0, *used);
+        c.client_in.erase(0, *used);
+        c.record.bytes_in += *used;
+        progress = progress || *used > 0;
+    }
+    bool request_done = !c.request_body || c.request_body->done();
+    if (!request_done && c.client_eof) {
+        finish_record(c, std::nullopt, "client closed inside the request body");
+        c.phase = Phase::closing;
+        c.client_out.clear();
+        return true;
+    }
+    // Response, upstream -> client.
+    while (!c.response_head_seen && !c.upstream_in.empty()) {
+        auto parsed = http::parse_response_head(c.upstream_in, c.method);
+        if (!parsed) {
+            reject(c, 502, c.record.rule, "malformed response from upstream: " + parsed.error().reason);
+            return true;
+        }
+        if (!*parsed)
+            break;
+        auto& [head, used] = **parsed;
+        if (head.status == 101) {
+            reject(c, 502, c.record.rule, "upstream switched protocols without being asked");
+            return true;
+        }
+        c.client_out.append(c.upstream_in, 0, used);
+        c.upstream_in.erase(0, used);
+        c.record.bytes_out += used;
+        c.response_sent_any = true;
+        progress = true;
+        if (head.status >= 100 && head.status < 200)
+            continue; // interim (100 Continue): the final head follows
+        c.response_head_seen = true;
+        c.record.status = head.status;
+        c.keep_alive = c.keep_alive && head.keep_alive;
+        if (head.body == http::BodyKind::until_close)
+            c.response_until_close = true;
+        if (head.body != http::BodyKind::none)
+            c.response_body.emplace(head.body, head.content_length);
+    }
+    if (c.response_head_seen && c.response_body && !c.response_body->done() && !c.upstream_in.empty() &&
+        c.client_out.size() < limits.max_buffer) {
+        auto used = c.response_body->feed(c.upstream_in);
+        if (!used) {
+            finish_record(c, c.record.status, "malformed response body: " + used.error().reason);
+            c.phase = Phase::closing;
+            return true;
+        }
+        c.client_out.append(c.upstream_in, 0, *used);
+        c.upstream_in.erase(0, *used);
+        c.record.bytes_out += *used;
+        progress = progress || *used > 0;
+    }
+    bool response_done = c.response_head_seen &&
+                         (!c.response_body || c.response_body->done() || (c.response_until_close && c.upstream_eof));
+    if (!response_done && c.upstream_eof && c.upstream_in.empty()) {
+        if (!c.response_sent_any) {
+            reject(c, 502, c.record.rule, "upstream closed before responding");
+        } else {
+            finish_record(c, c.record.status, "upstream closed inside the response");
+            c.phase = Phase::closing;
+        }
+        return true;
+    }
+    if (!response_done)
+        return progress;
+    finish_record(c, c.record.status, "");
+    // A response that ended before the request body did leaves the
+    // connection in an unknown state: close rather than guess.
+    if (!request_done || !c.keep_alive || c.response_until_close) {
+        c.phase = Phase::closing;
+        return true;
+    }
+    if (c.upstream_eof) {
+        ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.upstream, nullptr);
+        ::close(c.upstream);
+        c.upstream = -1;
+        c.upstream_mask = 0;
+    }
+    c.phase = Phase::head;
+    return true;
+}
+
+void ProxyServer::State::advance(Connection& c) noexcept
+{
+    // Bounded: each step either makes progress or returns false.
+    for (int i = 0; i < 64; ++i) {
+        bool progress = false;
+        switch (c.phase) {
+        case Phase::head: progress = step_head(c); break;
+        case Phase::exchange: progress = step_exchange(c); break;
+        case Phase::closing: progress = false; break;
+        }
+        if (!write_side(c, false) || !write_side(c, true)) {
+            close_connection(c);
+            return;
+        }
+        if (!progress)
+            break;
+    }
+    if (c.phase == Phase::closing && c.client_out.empty()) {
+        close_connection(c);
+        return;
+    }
+    if (c.client_eof && c.phase == Phase::head && c.client_in.empty()) {
+        close_connection(c);
+        return;
+    }
+    update_interest(c);
+}
+
+void ProxyServer::State::update_interest(Connection& c) noexcept
+{
+    std::uint32_t client_mask = 0;
+    if (!c.client_eof && c.phase != Phase::closing && c.client_in.size() < limits.max_buffer)
+        client_mask |= EPOLLIN;
+    if (!c.client_out.empty())
+        client_mask |= EPOLLOUT;
+    if (client_mask != c.client_mask) {
+        epoll_event ev{};
+        ev.events = client_mask;
+        ev.data.u64 = c.id;
+        ::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c.client, &ev);
+        c.client_mask = client_mask;
+    }
+    if (c.upstream < 0)
+        return;
+    std::uint32_t upstream_mask = 0;
+    if (c.upstream_connecting || !c.upstream_out.empty())
+        upstream_mask |= EPOLLOUT;
+    if (!c.upstream_connecting && !c.upstream_eof && c.upstream_in.size() < limits.max_buffer)
+        upstream_mask |= EPOLLIN;
+    if (upstream_mask != c.upstream_mask) {
+        epoll_event ev{};
+        ev.events = upstream_mask;
+        ev.data.u64 = c.id | 1;
+        ::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c.upstream, &ev);
+        c.upstream_mask = upstream_mask;
+    }
+}
+
+void ProxyServer::State::close_connection(Connection& c) noexcept
+{
+    finish_record(c, c.record.status, "connection closed before the exchange completed");
+    if (c.client >= 0)
+        ::close(c.client);
+    if (c.upstream >= 0)
+        ::close(c.upstream);
+    log()->debug("closed connection {}", c.id);
+    connections.erase(c.id);
+}
+
+void ProxyServer::State::sweep_timeouts() noexcept
+{
+    auto now = Clock::now();
+    std::vector<std::uint64_t> expired;
+    for (auto& [id, c] : connections) {
+        if (c->deadline <= now)
+            expired.push_back(id);
+    }
+    for (auto id : expired) {
+        auto it = connections.find(id);
+        if (it == connections.end())
+            continue;
+        Connection& c = *it->second;
+        if (c.upstream_connecting) {
+            reject(c, 502, c.record.rule, "timed out connecting to " + c.record.destination);
+            touch(c);
+            advance(c);
+            continue;
+        }
+        finish_record(c, c.record.status, "idle timeout");
+        close_connection(c);
+    }
+}
+
+} // namespace pinfold::proxy

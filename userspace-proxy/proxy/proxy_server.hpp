@@ -1,0 +1,46 @@
+#pragma once
+// The proxy's event loop: one thread, epoll, no thread per connection. It
+// only moves bytes between sockets; parsing is http/, decisions are
+// request_gate, identity comes from an OriginSource.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "connection_origin.hpp"
+#include "pinfold/audit_log.hpp"
+#include "policy/policy.hpp"
+#include "resolver.hpp"
+
+namespace pinfold::proxy {
+
+struct ProxyLimits {
+    std::size_t max_buffer = 1 << 20;      // per direction, before reading pauses
+    int idle_timeout_seconds = 120;
+    int connect_timeout_seconds = 10;
+};
+
+class ProxyServer {
+public:
+    ProxyServer(OriginSource& origins, Resolver& resolver, AuditLog& audit, ProxyLimits limits = {});
+    ~ProxyServer();
+    ProxyServer(const ProxyServer&) = delete;
+    ProxyServer& operator=(const ProxyServer&) = delete;
+
+    // Policy for connections whose origin names this sandbox. Connections
+    // of a sandbox without one are denied.
+    void set_policy(std::uint64_t sandbox_id, std::shared_ptr<const policy::CompiledPolicy> policy);
+
+    // Listens on 127.0.0.1 and [::1] on one port the kernel picks; returns it.
+    [[nodiscard]] Result<std::uint16_t> listen_loopback();
+
+    // Serves until `stop_fd` (a signalfd or eventfd) becomes readable.
+    [[nodiscard]] Result<void> run(int stop_fd);
+
+private:
+    struct State;   // connections, listeners, epoll: see proxy_server.cpp
+    std::unique_ptr<State> state_;
+};
+
+} // namespace pinfold::proxy
