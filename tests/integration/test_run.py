@@ -233,6 +233,39 @@ class Lifecycle(pftest.PinfoldTestCase):
         self.assertIn("bad.yaml:4:", r.stderr)
 
 
+class ProxyPrivilege(pftest.PinfoldTestCase):
+    def test_proxy_runs_without_capabilities(self):
+        policy = self.write_policy("""
+            name: none
+            rules:
+              - endpoint: http://127.0.0.1:1/never
+        """)
+        audit = os.path.join(self.tmp, "a.jsonl")
+        proc = subprocess.Popen([pftest.PINFOLD, "run", "--policy", policy, "--audit", audit, "--", "sleep", "30"],
+                                stdin=subprocess.DEVNULL)
+        try:
+            pids = []
+            deadline = time.monotonic() + 10
+            while not pids and time.monotonic() < deadline:
+                pids = subprocess.run(["pgrep", "-x", "pinfold-proxy"], capture_output=True,
+                                      text=True).stdout.split()
+                time.sleep(0.05)
+            self.assertEqual(len(pids), 1)
+            with open(f"/proc/{pids[0]}/status") as f:
+                status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+            for field in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+                self.assertEqual(int(status[field], 16), 0, field)
+            self.assertEqual(status["NoNewPrivs"], "1")
+            self.assertEqual(status["Uid"].split()[0], "65534")
+            # It lives in its own cgroup, not the sandbox's and not ours.
+            with open(f"/proc/{pids[0]}/cgroup") as f:
+                self.assertRegex(f.read(), r"0::/pinfold/run-\d+/proxy\n")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+        pftest.assert_clean(self)
+
+
 class Check(pftest.PinfoldTestCase):
     def test_check_reports_file_line_and_field(self):
         bad = self.write_policy("""

@@ -406,7 +406,9 @@ void ProxyServer::State::reject(Connection& c, int status, const std::string& ru
 {
     try {
         if (!c.response_sent_any) {
-            c.client_out += error_response(status, rule, reason, c.record.method, c.record.host, c.record.path);
+            std::string response = error_response(status, rule, reason, c.record.method, c.record.host, c.record.path);
+            c.record.bytes_out += response.size();
+            c.client_out += response;
             c.response_sent_any = true;
         }
         c.record.verdict = status == 502 ? c.record.verdict : "deny";
