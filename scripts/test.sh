@@ -15,4 +15,6 @@ scripts/build.sh
 build_dir=${PINFOLD_BUILD_DIR:-build}
 cd "$build_dir"
 # Unit tests first (fast, no privilege), then the root-only suites one by one.
+# This run owns the machine: leftover checks are global, not per run.
+export PINFOLD_TEST_EXCLUSIVE=1
 ctest --output-on-failure --timeout 900 "$@"

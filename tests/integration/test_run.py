@@ -206,21 +206,22 @@ class Lifecycle(pftest.PinfoldTestCase):
             finally:
                 proc.kill()
             self.assertEqual(code, 128 + sig)
-            pftest.assert_clean(self)
+            pftest.assert_clean(self, proc.pid)
 
     def test_leftovers_of_a_killed_run_are_cleaned_by_the_next(self):
         audit = os.path.join(self.tmp, "a.jsonl")
         proc = subprocess.Popen([pftest.PINFOLD, "run", "--policy", self.policy, "--audit", audit, "--",
                                  "sh", "-c", "sleep 30 & sleep 30 & wait"], stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while not pftest.leftovers() and time.monotonic() < deadline:
+        while not pftest.leftovers(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
         proc.kill()
         proc.wait(timeout=10)
-        self.assertNotEqual(pftest.leftovers(), [], "a SIGKILLed run should leave pins and cgroups")
+        self.assertNotEqual(pftest.leftovers(proc.pid), [], "a SIGKILLed run should leave pins and cgroups")
         # The next start removes them (and the orphaned sleeps with them).
         self.assertEqual(self.pinfold(self.policy, ["true"]).returncode, 0)
+        pftest.assert_clean(self, proc.pid)
 
     def test_bad_policy_touches_nothing(self):
         bad = self.write_policy("""
@@ -245,10 +246,11 @@ class ProxyPrivilege(pftest.PinfoldTestCase):
                                 stdin=subprocess.DEVNULL)
         try:
             pids = []
+            procs = os.path.join(pftest.cgroup2_root(), "pinfold", f"run-{proc.pid}", "proxy", "cgroup.procs")
             deadline = time.monotonic() + 10
             while not pids and time.monotonic() < deadline:
-                pids = subprocess.run(["pgrep", "-x", "pinfold-proxy"], capture_output=True,
-                                      text=True).stdout.split()
+                if os.path.exists(procs):
+                    pids = open(procs).read().split()
                 time.sleep(0.05)
             self.assertEqual(len(pids), 1)
             with open(f"/proc/{pids[0]}/status") as f:
@@ -263,7 +265,7 @@ class ProxyPrivilege(pftest.PinfoldTestCase):
         finally:
             proc.terminate()
             proc.wait(timeout=15)
-        pftest.assert_clean(self)
+        pftest.assert_clean(self, proc.pid)
 
 
 class Check(pftest.PinfoldTestCase):

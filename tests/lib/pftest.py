@@ -178,11 +178,19 @@ class PinfoldTestCase(unittest.TestCase):
     def pinfold(self, policy, command, extra=(), timeout=RUN_TIMEOUT, check_clean=True, input_text=None):
         audit = os.path.join(self.tmp, f"audit-{time.monotonic_ns()}.jsonl")
         argv = [PINFOLD, "run", "--policy", policy, "--audit", audit, *extra, "--", *command]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input_text,
-                              stdin=None if input_text is not None else subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL)
+        try:
+            proc.stdout_text, proc.stderr_text = proc.communicate(input=input_text, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        proc.stdout, proc.stderr = proc.stdout_text, proc.stderr_text
         result = Result(proc, audit)
+        result.pid = proc.pid
         if check_clean:
-            assert_clean(self)
+            assert_clean(self, proc.pid)
         return result
 
     def python_in_sandbox(self, policy, code, extra=()):
@@ -198,17 +206,28 @@ def cgroup2_root():
     raise RuntimeError("no cgroup2 mount")
 
 
-def leftovers():
-    """What a finished run must not leave: cgroups, pins, locks, proxies, links."""
+def exclusive():
+    """True when this suite owns the machine (scripts/test.sh, CI): then the
+    leftover check is global. Developers running suites side by side get a
+    check scoped to their own runs."""
+    return os.environ.get("PINFOLD_TEST_EXCLUSIVE") == "1"
+
+
+def leftovers(run_pid=None):
+    """What a finished run must not leave: cgroups, pins, locks, proxies, links.
+    With run_pid, only that run's; globally when the suite is exclusive."""
     found = []
+    name = f"run-{run_pid}" if run_pid is not None else None
     cg = os.path.join(cgroup2_root(), "pinfold")
     if os.path.isdir(cg):
-        found += [f"cgroup {cg}/{d}" for d in os.listdir(cg) if d.startswith("run-")]
+        found += [f"cgroup {cg}/{d}" for d in os.listdir(cg) if d.startswith("run-") and d == (name or d)]
     pins = "/sys/fs/bpf/pinfold"
     if os.path.isdir(pins):
-        found += [f"pin {pins}/{d}" for d in os.listdir(pins)]
+        found += [f"pin {pins}/{d}" for d in os.listdir(pins) if d == (name or d)]
     if os.path.isdir("/run/pinfold"):
-        found += [f"lock /run/pinfold/{d}" for d in os.listdir("/run/pinfold")]
+        found += [f"lock /run/pinfold/{d}" for d in os.listdir("/run/pinfold") if d == (f"{name}.lock" if name else d)]
+    if run_pid is not None and not exclusive():
+        return found
     procs = subprocess.run(["pgrep", "-x", "pinfold-proxy"], capture_output=True, text=True).stdout.split()
     found += [f"process pinfold-proxy {p}" for p in procs]
     links = subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True, text=True)
@@ -221,10 +240,10 @@ def leftovers():
     return found
 
 
-def assert_clean(test, timeout=5.0):
+def assert_clean(test, run_pid=None, timeout=5.0):
     deadline = time.monotonic() + timeout
     while True:
-        left = leftovers()
+        left = leftovers(run_pid)
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.05)
