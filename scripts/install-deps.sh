@@ -17,6 +17,9 @@ packages=(
     # run and test: real clients and servers on loopback
     curl git python3 nodejs gh openssl iproute2 procps util-linux libcap2-bin
     psmisc
+    # bench/ (not the test command): load tools, peers, profilers
+    wrk hyperfine nginx-light squid mitmproxy bubblewrap libbenchmark-dev
+    linux-perf valgrind socat ripgrep   # srt (npm) needs socat and rg on Linux
 )
 
 export DEBIAN_FRONTEND=noninteractive
