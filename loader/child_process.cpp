@@ -14,16 +14,18 @@
 
 #include <cstring>
 
+#include "namespaces.hpp"
+
 namespace pinfold::loader {
 
 namespace {
 
 constexpr uid_t nobody = 65534;
 
-pid_t clone3_into(int cgroup_fd, int* pidfd)
+pid_t clone3_into(int cgroup_fd, int* pidfd, std::uint64_t namespaces)
 {
     struct clone_args args {};
-    args.flags = CLONE_INTO_CGROUP | CLONE_PIDFD;
+    args.flags = CLONE_INTO_CGROUP | CLONE_PIDFD | namespaces;
     args.pidfd = reinterpret_cast<std::uint64_t>(pidfd);
     args.exit_signal = SIGCHLD;
     args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
@@ -33,7 +35,8 @@ pid_t clone3_into(int cgroup_fd, int* pidfd)
 // In the child, before exec: only async-signal-safe calls from here on.
 [[noreturn]] void child_fail(int report_fd, int err)
 {
-    (void)!::write(report_fd, &err, sizeof err);
+    ChildFailure failure{err, stage_exec, -1};
+    (void)!::write(report_fd, &failure, sizeof failure);
     ::_exit(127);
 }
 
@@ -92,45 +95,98 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
     for (const auto& arg : spec.argv)
         argv.push_back(const_cast<char*>(arg.c_str()));
     argv.push_back(nullptr);
+    // Built before clone: the sandbox's child must not allocate.
+    std::vector<char*> envp;
+    std::vector<int> scratch_fds;
+    if (spec.sandbox) {
+        for (const auto& entry : spec.sandbox->env)
+            envp.push_back(const_cast<char*>(entry.c_str()));
+        envp.push_back(nullptr);
+        scratch_fds.assign(spec.sandbox->mounts.size(), -1);
+    }
 
-    // The child reports a failed exec through this pipe; a successful exec
+    // The child reports a failure through this pipe; a successful exec
     // closes it (O_CLOEXEC) and the parent reads EOF.
     int report[2];
     if (::pipe2(report, O_CLOEXEC) != 0)
         return fail_errno("pipe");
-    pid_t parent = ::getpid();
-    int pidfd = -1;
-    pid_t pid = clone3_into(spec.cgroup_fd, &pidfd);
-    if (pid < 0) {
-        auto err = fail_errno("clone3 into cgroup for " + spec.argv[0]);
+    // Sandbox: one byte on the lifeline lets the child start; its EOF
+    // (pinfold gone) ends the sandbox.
+    int lifeline[2] = {-1, -1};
+    if (spec.sandbox && ::pipe2(lifeline, O_CLOEXEC) != 0) {
+        auto err = fail_errno("pipe");
         ::close(report[0]);
         ::close(report[1]);
         return err;
     }
+    pid_t parent = ::getpid();
+    int pidfd = -1;
+    pid_t pid = clone3_into(spec.cgroup_fd, &pidfd, spec.sandbox ? sandbox_clone_flags : 0);
+    if (pid < 0) {
+        auto err = fail_errno("clone3 into cgroup for " + spec.argv[0]);
+        for (int fd : {report[0], report[1], lifeline[0], lifeline[1]}) {
+            if (fd >= 0)
+                ::close(fd);
+        }
+        return err;
+    }
     if (pid == 0) {
         ::close(report[0]);
+        if (spec.sandbox) {
+            ::close(lifeline[1]);
+            SandboxChildArgs args;
+            args.plan = spec.sandbox;
+            args.argv = argv.data();
+            args.envp = envp.data();
+            args.scratch_fds = scratch_fds.data();
+            args.lifeline_fd = lifeline[0];
+            args.report_fd = report[1];
+            run_sandbox_init(args);
+        }
         run_child(spec, argv.data(), parent, report[1]);
     }
     ::close(report[1]);
     ChildProcess child(pid, pidfd);
-    int child_errno = 0;
+    if (spec.sandbox) {
+        ::close(lifeline[0]);
+        child.lifeline_fd_ = lifeline[1];
+        Result<void> placed;
+        if (spec.before_start)
+            placed = spec.before_start(pid);
+        if (placed)
+            placed = write_id_maps(pid, *spec.sandbox);
+        if (!placed) {
+            ::close(report[0]);
+            return std::unexpected(placed.error());   // the child sees EOF and exits
+        }
+        char go = 1;
+        if (::write(child.lifeline_fd_, &go, 1) != 1) {
+            auto err = fail_errno("start the sandbox");
+            ::close(report[0]);
+            return err;
+        }
+    }
+    ChildFailure failure{};
     ssize_t n;
     do {
-        n = ::read(report[0], &child_errno, sizeof child_errno);
+        n = ::read(report[0], &failure, sizeof failure);
     } while (n < 0 && errno == EINTR);
     ::close(report[0]);
-    if (n == static_cast<ssize_t>(sizeof child_errno)) {
+    if (n == static_cast<ssize_t>(sizeof failure)) {
         child.reap();
-        return fail("cannot execute " + spec.argv[0], child_errno);
+        if (failure.stage == stage_exec)
+            return fail("cannot execute " + spec.argv[0], failure.error);
+        return fail(describe_failure(failure, *spec.sandbox));
     }
     return child;
 }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
-    : pid_(other.pid_), pidfd_(other.pidfd_), status_(other.status_)
+    : pid_(other.pid_), pidfd_(other.pidfd_), lifeline_fd_(other.lifeline_fd_), status_(other.status_)
 {
     other.pid_ = -1;
     other.pidfd_ = -1;
+    other.lifeline_fd_ = -1;
 }
 
 ChildProcess::~ChildProcess()
@@ -141,6 +197,8 @@ ChildProcess::~ChildProcess()
     }
     if (pidfd_ >= 0)
         ::close(pidfd_);
+    if (lifeline_fd_ >= 0)
+        ::close(lifeline_fd_);
 }
 
 void ChildProcess::signal(int sig) const noexcept

@@ -3,12 +3,14 @@
 // (clone3 CLONE_INTO_CGROUP), so there is no moment in which they run
 // outside it, and owned by a pidfd.
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <sys/types.h>
 #include <vector>
 
 #include "pinfold/error.hpp"
+#include "sandbox_spec.hpp"
 
 namespace pinfold::loader {
 
@@ -18,6 +20,11 @@ struct SpawnSpec {
     std::vector<int> inherit_fds;       // kept open across exec; all else is closed
     bool drop_privileges = false;       // proxy: no capabilities, nobody when root
     bool stdin_null = false;
+    // Set: the child gets the namespace sandbox of this plan (see
+    // namespaces.hpp) and does not start before `before_start` (given its
+    // pid, e.g. to place it in v1 cgroups) has returned.
+    const SandboxPlan* sandbox = nullptr;
+    std::function<Result<void>(pid_t)> before_start;
 };
 
 class ChildProcess {
@@ -45,6 +52,7 @@ private:
     ChildProcess(pid_t pid, int pidfd) noexcept : pid_(pid), pidfd_(pidfd) {}
     pid_t pid_ = -1;
     int pidfd_ = -1;
+    int lifeline_fd_ = -1;   // sandbox: its init exits when this closes
     std::optional<int> status_;
 };
 

@@ -1,6 +1,7 @@
 #include "options.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <sstream>
 
 #include <boost/program_options.hpp>
@@ -16,6 +17,78 @@ constexpr const char* usage_text =
     "       pinfold check FILE...\n"
     "       pinfold help\n";
 
+// Raw text of the sandbox flags, checked into SandboxOptions after parsing.
+struct SandboxFlags {
+    std::string cpus, memory, pids, timeout, sandbox = "on";
+};
+
+SandboxFlags& sandbox_flags()
+{
+    static SandboxFlags flags;
+    return flags;
+}
+
+void add_sandbox_options(po::options_description& desc, SandboxOptions& s)
+{
+    auto& f = sandbox_flags();
+    f = SandboxFlags{};
+    desc.add_options()
+        ("workspace", po::value(&s.workspace), "directory mounted read-write in the sandbox (default: current directory)")
+        ("ro", po::value(&s.ro_paths)->composing(), "PATH: also visible read-only (e.g. inside the workspace)")
+        ("rw", po::value(&s.rw_paths)->composing(), "PATH: also writable")
+        ("hide", po::value(&s.hide_paths)->composing(), "PATH: not visible at all (an empty directory or file)")
+        ("env", po::value(&s.env)->composing(), "NAME=VALUE: set in the sandbox (the environment is otherwise cleared)")
+        ("cpus", po::value(&f.cpus), "CPU time per second, e.g. 1.5")
+        ("memory", po::value(&f.memory), "memory limit, e.g. 512M, 4G (no swap)")
+        ("pids", po::value(&f.pids), "most tasks (processes and threads) at once")
+        ("timeout", po::value(&f.timeout), "wall-clock limit, e.g. 90s, 15m; then everything is killed, exit 124")
+        ("sandbox", po::value(&f.sandbox),
+         "on (default) | off: off runs CMD with pinfold's own uid and capabilities, only the BPF hooks enforce "
+         "(debugging and hook tests only)");
+}
+
+Result<void> check_sandbox_flags(SandboxOptions& s)
+{
+    const auto& f = sandbox_flags();
+    if (f.sandbox != "on" && f.sandbox != "off")
+        return fail("pinfold run: --sandbox '" + f.sandbox + "' is not on or off");
+    s.enabled = f.sandbox == "on";
+    if (!f.cpus.empty()) {
+        char* end = nullptr;
+        double cpus = std::strtod(f.cpus.c_str(), &end);
+        if (end == f.cpus.c_str() || *end != '\0' || !(cpus >= 0.01) || cpus > 4096)
+            return fail("pinfold run: --cpus '" + f.cpus + "': expected a number of CPUs such as 1 or 1.5");
+        s.limits.cpus = cpus;
+    }
+    if (!f.memory.empty()) {
+        auto bytes = parse_size(f.memory);
+        if (!bytes)
+            return fail("pinfold run: --memory " + bytes.error().what());
+        s.limits.memory_bytes = *bytes;
+    }
+    if (!f.pids.empty()) {
+        char* end = nullptr;
+        unsigned long long pids = std::strtoull(f.pids.c_str(), &end, 10);
+        if (end == f.pids.c_str() || *end != '\0' || pids < 1 || pids > 4194304 || f.pids[0] == '-')
+            return fail("pinfold run: --pids '" + f.pids + "': expected a whole number of tasks (1 or more)");
+        s.limits.pids = pids;
+    }
+    if (!f.timeout.empty()) {
+        auto timeout = parse_duration(f.timeout);
+        if (!timeout)
+            return fail("pinfold run: --timeout " + timeout.error().what());
+        s.limits.timeout = *timeout;
+    }
+    if (!s.enabled && (s.limits.cpus || s.limits.memory_bytes || s.limits.pids))
+        return fail("pinfold run: --cpus, --memory and --pids need the sandbox (not --sandbox off)");
+    for (const auto& entry : s.env) {
+        auto eq = entry.find('=');
+        if (eq == std::string::npos || eq == 0)
+            return fail("pinfold run: --env '" + entry + "': expected NAME=VALUE");
+    }
+    return {};
+}
+
 po::options_description run_description(RunOptions& o)
 {
     po::options_description desc("pinfold run options");
@@ -26,6 +99,7 @@ po::options_description run_description(RunOptions& o)
          "NAME=ADDR[,ADDR]: addresses of NAME for the proxy's Host check (like /etc/hosts)")
         ("log-level", po::value(&o.log_level), "trace|debug|info|warn|error (default warn)")
         ("proxy", po::value(&o.proxy_path), "path of pinfold-proxy (default: beside pinfold)");
+    add_sandbox_options(desc, o.sandbox);
     return desc;
 }
 
@@ -50,6 +124,8 @@ Result<Command> parse_run(std::vector<std::string> args)
     static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error", "off"};
     if (std::find(levels.begin(), levels.end(), o.log_level) == levels.end())
         return fail("pinfold run: --log-level '" + o.log_level + "' is not one of trace|debug|info|warn|error|off");
+    if (auto r = check_sandbox_flags(o.sandbox); !r)
+        return std::unexpected(r.error());
     for (const auto& host : o.hosts) {
         auto eq = host.find('=');
         if (eq == std::string::npos || eq == 0 || eq + 1 == host.size())

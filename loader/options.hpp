@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "pinfold/error.hpp"
+#include "sandbox_spec.hpp"
 
 namespace pinfold::loader {
 
@@ -17,6 +18,7 @@ struct RunOptions {
     std::vector<std::string> command;    // CMD [ARGS]
     std::string log_level = "warn";
     std::string proxy_path;              // "" -> pinfold-proxy beside this binary
+    SandboxOptions sandbox;              // --workspace, --ro/--rw/--hide, --env, limits
 };
 
 struct CheckOptions {

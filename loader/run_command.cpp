@@ -7,6 +7,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -21,6 +22,9 @@
 
 #include "cgroup.hpp"
 #include "child_process.hpp"
+#include "limits.hpp"
+#include "privileges.hpp"
+#include "sandbox_spec.hpp"
 #include "pinfold/address.hpp"
 #include "pinfold/audit_log.hpp"
 #include "policy/policy.hpp"
@@ -36,6 +40,7 @@ namespace pinfold::loader {
 namespace {
 
 constexpr int exit_internal = 125;
+constexpr int exit_timeout = 124;   // as timeout(1)
 
 std::shared_ptr<spdlog::logger> log()
 {
@@ -201,6 +206,7 @@ struct Run {
     std::unique_ptr<SteeringPrograms> programs;
     std::optional<CgroupDir> proxy_cgroup;
     std::optional<CgroupDir> sandbox_cgroup;
+    std::optional<ResourceLimits> limits;
     std::optional<ChildProcess> proxy;
     std::optional<ChildProcess> command;
 };
@@ -222,6 +228,10 @@ void teardown(Run& run, AuditLog& audit)
         pollfd pfd{run.proxy->pidfd(), POLLIN, 0};
         ::poll(&pfd, 1, 2000);
         run.proxy->signal(SIGKILL);
+        // Without capabilities a root pinfold cannot signal the proxy
+        // (uid nobody); its cgroup can still be killed.
+        if (run.proxy_cgroup)
+            (void)run.proxy_cgroup->kill_all(std::chrono::seconds(2));
         run.proxy->reap();
     }
     if (run.programs)
@@ -229,18 +239,19 @@ void teardown(Run& run, AuditLog& audit)
     (void)audit;
 }
 
-int run_loop(Run& run, AuditLog& audit, int signal_fd)
+int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
 {
     ChildProcess& command = *run.command;
     ChildProcess& proxy = *run.proxy;
     for (;;) {
-        pollfd fds[4] = {
+        pollfd fds[5] = {
             {signal_fd, POLLIN, 0},
             {command.pidfd(), POLLIN, 0},
             {proxy.pidfd(), POLLIN, 0},
             {run.programs->events_fd(), POLLIN, 0},
+            {timer_fd, POLLIN, 0},
         };
-        int n = ::poll(fds, 4, -1);
+        int n = ::poll(fds, 5, -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -259,6 +270,20 @@ int run_loop(Run& run, AuditLog& audit, int signal_fd)
         if (fds[1].revents & POLLIN) {
             if (auto status = command.try_reap())
                 return exit_code_of(*status);
+        }
+        if (fds[4].revents & POLLIN) {
+            // The whole sandbox goes, not just the command: cgroup.kill.
+            AuditRecord r;
+            r.event = "timeout";
+            r.verdict = "deny";
+            r.sandbox = run.sandbox_cgroup->id();
+            r.reason = "the run reached its --timeout; every process of the sandbox was killed";
+            audit.write(r);
+            log()->error("{}", r.reason);
+            if (auto k = run.sandbox_cgroup->kill_all(std::chrono::seconds(5)); !k)
+                log()->warn("{}", k.error().what());
+            command.reap();
+            return exit_timeout;
         }
         if (fds[2].revents & POLLIN) {
             // Fail closed: without the proxy the sandbox has no network
@@ -295,6 +320,15 @@ int run_sandbox_checked(const RunOptions& options)
     if (auto compiled = policy::CompiledPolicy::compile(*parsed); !compiled) {
         log()->error("{}", compiled.error().what());
         return exit_internal;
+    }
+    std::optional<SandboxPlan> sandbox_plan;
+    if (options.sandbox.enabled) {
+        auto plan = make_sandbox_plan(options.sandbox, {}, {});
+        if (!plan) {
+            log()->error("{}", plan.error().what());
+            return exit_internal;
+        }
+        sandbox_plan.emplace(std::move(*plan));
     }
     std::string proxy_path = proxy_binary(options);
     if (::access(proxy_path.c_str(), X_OK) != 0) {
@@ -362,6 +396,12 @@ int run_sandbox_checked(const RunOptions& options)
     if (!sandbox_cgroup)
         return fail_run(sandbox_cgroup.error());
     run.sandbox_cgroup.emplace(std::move(*sandbox_cgroup));
+    auto limits = ResourceLimits::apply(options.sandbox.limits, *cgroup_root, run.sandbox_cgroup->path(), run_name,
+                                        paths.lock_dir);
+    if (!limits)
+        return fail_run(limits.error());
+    run.limits.emplace(std::move(*limits));
+    log()->info("limits: {}", run.limits->describe());
 
     // 2. Programs are attached before anything runs in the cgroups, and
     //    the sandbox has no configuration until the proxy is ready: a
@@ -432,17 +472,47 @@ int run_sandbox_checked(const RunOptions& options)
     SpawnSpec command_spec;
     command_spec.argv = options.command;
     command_spec.cgroup_fd = run.sandbox_cgroup->fd();
+    if (sandbox_plan) {
+        command_spec.sandbox = &*sandbox_plan;
+        command_spec.before_start = [&run](pid_t pid) { return run.limits->place(pid); };
+    }
     auto command = ChildProcess::spawn(command_spec);
     if (!command) {
-        int code = command.error().code == ENOENT ? 127 : 126;
+        bool not_executed = command.error().message.starts_with("cannot execute ");
+        int code = !not_executed ? exit_internal : command.error().code == ENOENT ? 127 : 126;
         log()->error("{}", command.error().what());
         teardown(run, audit);
         return code;
     }
     run.command.emplace(std::move(*command));
+    // Everything that needed a capability is done.
+    if (options.sandbox.enabled) {
+        if (auto r = drop_own_capabilities(); !r)
+            return fail_run(r.error());
+    }
 
-    int code = run_loop(run, audit, signal_fd.get());
+    OwnedFd timer_fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
+    if (timer_fd.get() < 0)
+        return fail_run(Error{errno, "timerfd_create"});
+    if (auto timeout = options.sandbox.limits.timeout) {
+        itimerspec when{};
+        when.it_value.tv_sec = static_cast<time_t>(timeout->count() / 1000);
+        when.it_value.tv_nsec = static_cast<long>(timeout->count() % 1000) * 1000000L;
+        if (::timerfd_settime(timer_fd.get(), 0, &when, nullptr) != 0)
+            return fail_run(Error{errno, "timerfd_settime"});
+    }
+
+    int code = run_loop(run, audit, signal_fd.get(), timer_fd.get());
     teardown(run, audit);
+    for (const auto& what : run.limits->violations()) {
+        AuditRecord r;
+        r.event = "limit";
+        r.verdict = "deny";
+        r.sandbox = run.sandbox_cgroup->id();
+        r.reason = what;
+        audit.write(r);
+        log()->error("{}", what);
+    }
     return code;
 }
 

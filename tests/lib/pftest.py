@@ -21,6 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 BUILD_DIR = os.environ.get("PINFOLD_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 PINFOLD = os.environ.get("PINFOLD_BIN", os.path.join(BUILD_DIR, "bin", "pinfold"))
 RUN_TIMEOUT = 60  # seconds for any one `pinfold run`
+# The sandboxed command runs as an unprivileged uid: an interpreter under a
+# private home (pyenv in /root) is out of its reach, the distribution's is not.
+SANDBOX_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 
 
 def require_root():
@@ -194,7 +197,7 @@ class PinfoldTestCase(unittest.TestCase):
         return result
 
     def python_in_sandbox(self, policy, code, extra=()):
-        return self.pinfold(policy, [sys.executable, "-c", textwrap.dedent(code)], extra=extra)
+        return self.pinfold(policy, [SANDBOX_PYTHON, "-c", textwrap.dedent(code)], extra=extra)
 
 
 def cgroup2_root():

@@ -89,7 +89,7 @@ class Bypass(pftest.PinfoldTestCase):
         self.assertEqual(r.stdout.strip(), "EPERM", r.stderr)
         self.assertEqual(len(r.audit_where(event="connect", verdict="deny")), 1, r.audit)
 
-    def test_raw_and_other_socket_kinds_are_refused(self):
+    def open_socket_kinds(self, extra=()):
         # Let the kernel itself allow ICMP "ping" sockets for every group,
         # so that refusing them is the hook's doing, not ping_group_range's.
         sysctl = "/proc/sys/net/ipv4/ping_group_range"
@@ -98,7 +98,7 @@ class Bypass(pftest.PinfoldTestCase):
         with open(sysctl, "w") as f:
             f.write("0 2147483647")
         self.addCleanup(lambda: open(sysctl, "w").write(saved))
-        r = self.run_py("""
+        return self.python_in_sandbox(self.policy, """
             import socket
             kinds = [(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP),
                      (socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_UDP),
@@ -117,12 +117,30 @@ class Bypass(pftest.PinfoldTestCase):
                     # A protocol the kernel does not have (SCTP as a module
                     # not loaded) fails before the hook: refused all the same.
                     print("NOPROTO" if e.errno == errno.EPROTONOSUPPORT else e)
-        """)
+        """, extra=extra)
+
+    def test_raw_and_other_socket_kinds_are_refused_by_the_hook(self):
+        # --sandbox off: the command keeps pinfold's CAP_NET_RAW, so even raw
+        # sockets get as far as the sock_create hook, which alone refuses them.
+        r = self.open_socket_kinds(extra=["--sandbox", "off"])
         outcomes = r.stdout.split()
         self.assertEqual(len(outcomes), 5, r.stdout + r.stderr)
         self.assertTrue(all(o in ("EPERM", "NOPROTO") for o in outcomes), r.stdout + r.stderr)
         self.assertEqual(outcomes[:4], ["EPERM"] * 4)
         self.assertEqual(len(r.audit_where(event="socket", verdict="deny")), outcomes.count("EPERM"), r.audit)
+
+    def test_raw_and_other_socket_kinds_are_refused_in_the_sandbox(self):
+        # Layered: in the sandbox the kernel refuses raw sockets before the
+        # hook (no CAP_NET_RAW, so no audit record for those two); ICMP and
+        # MPTCP pass the kernel's checks and are refused and audited by the hook.
+        r = self.open_socket_kinds()
+        outcomes = r.stdout.split()
+        self.assertEqual(len(outcomes), 5, r.stdout + r.stderr)
+        self.assertTrue(all(o in ("EPERM", "NOPROTO") for o in outcomes), r.stdout + r.stderr)
+        self.assertEqual(outcomes[:4], ["EPERM"] * 4)
+        hooked = r.audit_where(event="socket", verdict="deny")
+        self.assertEqual(len(hooked), outcomes.count("EPERM") - 2, r.audit)
+        self.assertTrue(all("type 3" not in rec["reason"] for rec in hooked), hooked)   # SOCK_RAW never got there
 
     def test_pipelined_second_request_to_denied_path(self):
         r = self.run_py(f"""
@@ -196,7 +214,9 @@ class Bypass(pftest.PinfoldTestCase):
         self.assertTrue(r.audit_where(event="connect", reason="connection to the proxy itself"), r.audit)
 
     def test_new_network_namespace_gets_eperm(self):
-        r = self.pinfold(self.policy, ["unshare", "-n", sys.executable, "-c", f"""
+        # Inside the sandbox only a nested user namespace can own a new
+        # network namespace (-r); the hook still sees and refuses its connect.
+        r = self.pinfold(self.policy, ["unshare", "-rn", pftest.SANDBOX_PYTHON, "-c", f"""
 import socket
 try:
     socket.create_connection(("127.0.0.1", {self.up.port}), timeout=5)

@@ -1,0 +1,27 @@
+#include "privileges.hpp"
+
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace pinfold::loader {
+
+Result<void> drop_own_capabilities()
+{
+    // The bounding set needs CAP_SETPCAP (a file-capability pinfold lacks
+    // it; it never execs again, so its bounding set cannot hand anything out).
+    for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+        if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
+            break;
+    }
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0)
+        return fail_errno("clear ambient capabilities");
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {};
+    if (::syscall(SYS_capset, &header, data) != 0)
+        return fail_errno("drop capabilities");
+    return {};
+}
+
+} // namespace pinfold::loader
