@@ -8,19 +8,27 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 
-packages=(
-    # build
+build_packages=(
     build-essential cmake ninja-build pkg-config
     clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev linux-libc-dev
     libspdlog-dev libfmt-dev libboost-program-options-dev libyaml-cpp-dev
     nlohmann-json3-dev libssl-dev libseccomp-dev libcap-dev doctest-dev
+)
+packages=(
+    "${build_packages[@]}"
     # run and test: real clients and servers on loopback
     curl git python3 nodejs gh openssl iproute2 procps util-linux libcap2-bin
     psmisc
+    # vmtests/ (kernels are fetched with apt-get download) and containers
+    qemu-system-x86 busybox-static kmod xz-utils zstd
+    podman runc slirp4netns uidmap debootstrap
     # bench/ (not the test command): load tools, peers, profilers
     wrk hyperfine nginx-light squid mitmproxy bubblewrap libbenchmark-dev
     linux-perf valgrind socat ripgrep   # srt (npm) needs socat and rg on Linux
 )
+
+# --build: only what compiling needs (the Containerfile's build stage).
+if [[ ${1:-} == --build ]]; then packages=("${build_packages[@]}"); fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq

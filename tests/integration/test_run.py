@@ -199,7 +199,7 @@ class Lifecycle(pftest.PinfoldTestCase):
             audit = os.path.join(self.tmp, "a.jsonl")
             proc = subprocess.Popen([pftest.PINFOLD, "run", "--policy", self.policy, "--audit", audit, "--",
                                      "sh", "-c", "sleep 30 & wait"], stdin=subprocess.DEVNULL)
-            time.sleep(0.5)
+            self.assertTrue(pftest.wait_for_descendant(proc.pid, "sleep"), "the command did not start")
             proc.send_signal(sig)
             try:
                 code = proc.wait(timeout=15)

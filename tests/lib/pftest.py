@@ -26,6 +26,69 @@ RUN_TIMEOUT = 60  # seconds for any one `pinfold run`
 SANDBOX_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 
 
+# Kernel features a suite may need beyond what pinfold starts with, and the
+# upstream version that brought each (docs/kernel-support.md). vmtests/run.sh
+# sets PINFOLD_KERNEL_LACKS for an older guest kernel; elsewhere it is unset
+# and every test runs: a missing feature then fails, never skips.
+KERNEL_FEATURES = {
+    "connect_unix": "6.7",    # cgroup connect_unix/sendmsg_unix hooks
+    "landlock_net": "6.7",    # Landlock TCP bind/connect rules (ABI 4)
+    "bpf_token": "6.9",       # BPF token from a delegated bpffs
+    "landlock_scope": "6.12", # Landlock abstract-unix/signal scoping (ABI 6)
+}
+
+
+def kernel_lacks():
+    """The features PINFOLD_KERNEL_LACKS declares missing; an unknown name is
+    an error so a typo cannot turn a test into a silent skip."""
+    names = {n.strip() for n in os.environ.get("PINFOLD_KERNEL_LACKS", "").split(",") if n.strip()}
+    unknown = names - KERNEL_FEATURES.keys()
+    if unknown:
+        raise SystemExit(f"PINFOLD_KERNEL_LACKS names unknown features {sorted(unknown)}; "
+                         f"known: {sorted(KERNEL_FEATURES)}")
+    return names
+
+
+def require_kernel(test, feature):
+    """Skips `test` with the reason when the running kernel is declared to
+    lack `feature`; otherwise returns and the test must find it working."""
+    if feature not in KERNEL_FEATURES:
+        raise KeyError(f"unknown kernel feature {feature!r}")
+    if feature in kernel_lacks():
+        test.skipTest(f"kernel {os.uname().release} lacks {feature} (needs {KERNEL_FEATURES[feature]}; "
+                      "declared by PINFOLD_KERNEL_LACKS)")
+
+
+def wait_for_descendant(pid, comm, timeout=30.0):
+    """Waits until a descendant of `pid` runs `comm` (e.g. the sandboxed
+    command is up, so pinfold has finished starting); True when it did.
+    Slow machines (a TCG guest) make fixed sleeps unreliable."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            children.setdefault(ppid, []).append((int(entry), name))
+        todo = [pid]
+        for _ in range(10000):
+            if not todo:
+                break
+            for child, name in children.get(todo.pop(), []):
+                if name == comm:
+                    return True
+                todo.append(child)
+        time.sleep(0.05)
+    return False
+
+
 def require_root():
     if os.geteuid() != 0:
         # Not a skip: these tests exist to exercise the real kernel hooks.
