@@ -25,6 +25,7 @@
 #include "limits.hpp"
 #include "privileges.hpp"
 #include "sandbox_spec.hpp"
+#include "seccomp_filter.hpp"
 #include "pinfold/address.hpp"
 #include "pinfold/audit_log.hpp"
 #include "policy/policy.hpp"
@@ -243,15 +244,17 @@ int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
 {
     ChildProcess& command = *run.command;
     ChildProcess& proxy = *run.proxy;
+    int listener = command.seccomp_listener();
     for (;;) {
-        pollfd fds[5] = {
+        pollfd fds[6] = {
             {signal_fd, POLLIN, 0},
             {command.pidfd(), POLLIN, 0},
             {proxy.pidfd(), POLLIN, 0},
             {run.programs->events_fd(), POLLIN, 0},
             {timer_fd, POLLIN, 0},
+            {listener, POLLIN, 0},
         };
-        int n = ::poll(fds, 5, -1);
+        int n = ::poll(fds, 6, -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -270,6 +273,21 @@ int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
         if (fds[1].revents & POLLIN) {
             if (auto status = command.try_reap())
                 return exit_code_of(*status);
+        }
+        if (fds[5].revents & POLLIN) {
+            if (auto call = refuse_notified_call(listener)) {
+                AuditRecord r;
+                r.event = "syscall";
+                r.verdict = "deny";
+                r.sandbox = run.sandbox_cgroup->id();
+                r.cgroup = run.sandbox_cgroup->id();
+                r.pid = call->pid;
+                r.reason = "refused by the sandbox's seccomp filter: " + describe_refused_call(*call);
+                audit.write(r);
+                log()->info("{}", r.reason);
+            }
+        } else if (fds[5].revents & (POLLHUP | POLLERR)) {
+            listener = -1;   // no filtered process is left; poll ignores -1
         }
         if (fds[4].revents & POLLIN) {
             // The whole sandbox goes, not just the command: cgroup.kill.
