@@ -15,6 +15,8 @@
 #include "pinfold_abi.h"
 #include "lib/maps.h"
 #include "lib/steer.h"
+#include "lib/dns.h"
+#include "lib/local.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -83,29 +85,53 @@ static __always_inline void pf_fill_identity(struct pf_origin *o, __u64 sandbox,
 	o->sandbox_id = sandbox;
 }
 
-/* Shared by connect4 and connect6 once the origin is filled in. */
+/* What pf_steer asks its caller to do with the destination address. */
+#define PF_STEER_DENY 0
+#define PF_STEER_REWRITE 1	/* to loopback; the port is already set */
+#define PF_STEER_DIRECT 2	/* leave it: the sandbox's own loopback server */
+
+/*
+ * Shared by connect4 and connect6 once the origin is filled in.
+ * `own_local`: the destination is a loopback socket this sandbox bound.
+ */
 static __always_inline int pf_steer(struct bpf_sock_addr *ctx,
-				    struct pf_origin *o, __u64 sandbox)
+				    struct pf_origin *o, __u64 sandbox,
+				    int own_local)
 {
 	struct pf_sandbox_config *cfg;
-	__u32 reason;
+	struct pf_flow_key peer = {};
+	__u32 reason, route;
+	__u16 port;
+	__u64 cookie;
 
 	cfg = bpf_map_lookup_elem(&sandbox_map, &sandbox);
-	reason = pf_connect_verdict(cfg, bpf_get_netns_cookie(ctx), ctx->type,
-				    ctx->protocol);
-	if (reason || !cfg) {
+	route = pf_connect_route(cfg, bpf_get_netns_cookie(ctx), ctx->type,
+				 ctx->protocol, o->orig_port, own_local, &reason);
+	if (route == PF_ROUTE_DENY || !cfg) {
 		pf_report(PF_EV_CONNECT_DENIED, reason ? reason : PF_DENY_NO_SANDBOX,
 			  sandbox, o->orig_addr, o->orig_port, o->orig_family,
 			  ctx->type, ctx->protocol);
-		return 0;
+		return PF_STEER_DENY;
 	}
-	pf_fill_identity(o, sandbox, cfg->proxy_port);
-	o->socket_cookie = bpf_get_socket_cookie(ctx);
-	/* Without a record the proxy refuses the connection: fail closed. */
-	if (bpf_map_update_elem(&pending_map, &o->socket_cookie, o, BPF_ANY))
-		return 0;
-	ctx->user_port = bpf_htons(cfg->proxy_port);
-	return 1;
+	if (route == PF_ROUTE_DIRECT)
+		return PF_STEER_DIRECT;
+	port = route == PF_ROUTE_DNS ? cfg->dns_port : cfg->proxy_port;
+	cookie = bpf_get_socket_cookie(ctx);
+	if (pf_is_udp(ctx->type, ctx->protocol)) {
+		/* Connected UDP to port 53: recvmsg restores the reply's source. */
+		__builtin_memcpy(peer.addr, o->orig_addr, PF_ADDR_LEN);
+		peer.port = o->orig_port;
+		if (bpf_map_update_elem(&dns_peer_map, &cookie, &peer, BPF_ANY))
+			return PF_STEER_DENY;
+	} else {
+		pf_fill_identity(o, sandbox, port);
+		o->socket_cookie = cookie;
+		/* Without a record the proxy refuses the connection: fail closed. */
+		if (bpf_map_update_elem(&pending_map, &o->socket_cookie, o, BPF_ANY))
+			return PF_STEER_DENY;
+	}
+	ctx->user_port = bpf_htons(port);
+	return PF_STEER_REWRITE;
 }
 
 SEC("cgroup/connect4")
@@ -118,10 +144,12 @@ int pf_connect4(struct bpf_sock_addr *ctx)
 	pf_addr_from_ip4(o.orig_addr, ctx->user_ip4);
 	o.orig_port = bpf_ntohs((__u16)ctx->user_port);
 	o.orig_family = AF_INET;
-	verdict = pf_steer(ctx, &o, sandbox);
-	if (verdict)
+	verdict = pf_steer(ctx, &o, sandbox,
+			   pf_own_local4(ctx, ctx->user_ip4, (__u16)ctx->user_port,
+					 pf_is_udp(ctx->type, ctx->protocol), sandbox));
+	if (verdict == PF_STEER_REWRITE)
 		ctx->user_ip4 = bpf_htonl(0x7f000001);
-	return verdict;
+	return verdict != PF_STEER_DENY;
 }
 
 SEC("cgroup/connect6")
@@ -140,9 +168,11 @@ int pf_connect6(struct bpf_sock_addr *ctx)
 	o.orig_port = bpf_ntohs((__u16)ctx->user_port);
 	mapped = pf_addr_is_mapped(ip6);
 	o.orig_family = mapped ? AF_INET : AF_INET6;
-	verdict = pf_steer(ctx, &o, sandbox);
-	if (!verdict)
-		return 0;
+	verdict = pf_steer(ctx, &o, sandbox,
+			   pf_own_local6(ctx, ip6, (__u16)ctx->user_port,
+					 pf_is_udp(ctx->type, ctx->protocol), sandbox));
+	if (verdict != PF_STEER_REWRITE)
+		return verdict != PF_STEER_DENY;
 	/* Keep a mapped destination mapped so the wire stays IPv4. */
 	ctx->user_ip6[0] = 0;
 	ctx->user_ip6[1] = 0;
@@ -152,30 +182,165 @@ int pf_connect6(struct bpf_sock_addr *ctx)
 }
 
 /*
- * Unconnected datagrams cannot be steered into a TCP proxy. DNS gets its
- * own resolver later; until then every datagram send is refused.
+ * Unconnected datagrams: port 53 goes to pinfold's resolver (whatever
+ * resolver address was dialled), the sandbox's own loopback UDP sockets
+ * are reached directly, everything else is refused.
  */
-static __always_inline int pf_refuse_datagram(struct bpf_sock_addr *ctx,
-					      const __u8 addr[PF_ADDR_LEN],
-					      __u16 family)
+static __always_inline int pf_datagram(struct bpf_sock_addr *ctx,
+				       const __u8 addr[PF_ADDR_LEN],
+				       __u16 family, int own_local)
 {
-	pf_report(PF_EV_SENDMSG_DENIED, PF_DENY_UDP, pf_sandbox_id(), addr,
-		  bpf_ntohs((__u16)ctx->user_port), family, ctx->type,
-		  ctx->protocol);
-	return 0;
+	struct pf_sandbox_config *cfg;
+	struct pf_flow_key peer = {};
+	__u64 sandbox = pf_sandbox_id();
+	__u64 cookie;
+	__u32 reason, route;
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+
+	cfg = bpf_map_lookup_elem(&sandbox_map, &sandbox);
+	route = pf_sendmsg_route(cfg, bpf_get_netns_cookie(ctx), port,
+				 own_local, &reason);
+	if (route == PF_ROUTE_DIRECT)
+		return PF_STEER_DIRECT;
+	if (route != PF_ROUTE_DNS || !cfg) {
+		pf_report(PF_EV_SENDMSG_DENIED, reason ? reason : PF_DENY_UDP,
+			  sandbox, addr, port, family, ctx->type, ctx->protocol);
+		return PF_STEER_DENY;
+	}
+	cookie = bpf_get_socket_cookie(ctx);
+	__builtin_memcpy(peer.addr, addr, PF_ADDR_LEN);
+	peer.port = port;
+	/* No record, no restored source: the client would drop the reply. */
+	if (bpf_map_update_elem(&dns_peer_map, &cookie, &peer, BPF_ANY))
+		return PF_STEER_DENY;
+	ctx->user_port = bpf_htons(cfg->dns_port);
+	return PF_STEER_REWRITE;
 }
 
 SEC("cgroup/sendmsg4")
 int pf_sendmsg4(struct bpf_sock_addr *ctx)
 {
 	__u8 addr[PF_ADDR_LEN];
+	__u32 ip4 = ctx->user_ip4;
+	int verdict;
 
-	pf_addr_from_ip4(addr, ctx->user_ip4);
-	return pf_refuse_datagram(ctx, addr, AF_INET);
+	pf_addr_from_ip4(addr, ip4);
+	verdict = pf_datagram(ctx, addr, AF_INET,
+			      pf_own_local4(ctx, ip4, (__u16)ctx->user_port, 1,
+					    pf_sandbox_id()));
+	if (verdict == PF_STEER_REWRITE)
+		ctx->user_ip4 = bpf_htonl(0x7f000001);
+	return verdict != PF_STEER_DENY;
 }
 
 SEC("cgroup/sendmsg6")
 int pf_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	__u32 ip6[4];
+	int verdict;
+
+	ip6[0] = pf_ctx_u32(&ctx->user_ip6[0]);
+	ip6[1] = pf_ctx_u32(&ctx->user_ip6[1]);
+	ip6[2] = pf_ctx_u32(&ctx->user_ip6[2]);
+	ip6[3] = pf_ctx_u32(&ctx->user_ip6[3]);
+	verdict = pf_datagram(ctx, (const __u8 *)ip6, AF_INET6,
+			      pf_own_local6(ctx, ip6, (__u16)ctx->user_port, 1,
+					    pf_sandbox_id()));
+	if (verdict != PF_STEER_REWRITE)
+		return verdict != PF_STEER_DENY;
+	/* Mapped destinations fire sendmsg4, so this is real IPv6: ::1. */
+	ctx->user_ip6[0] = 0;
+	ctx->user_ip6[1] = 0;
+	ctx->user_ip6[2] = 0;
+	ctx->user_ip6[3] = bpf_htonl(1);
+	return 1;
+}
+
+/*
+ * The resolver's reply: put back the address the client sent its query
+ * to, so resolvers that check who answered (glibc, musl) accept it.
+ * recvmsg hooks cannot refuse; they only rewrite.
+ */
+static __always_inline const struct pf_flow_key *
+pf_dns_peer_of(struct bpf_sock_addr *ctx, __u16 src_port)
+{
+	struct pf_sandbox_config *cfg;
+	__u64 sandbox = pf_sandbox_id();
+	__u64 cookie;
+
+	cfg = bpf_map_lookup_elem(&sandbox_map, &sandbox);
+	if (!cfg || !cfg->dns_port || src_port != cfg->dns_port)
+		return 0;
+	cookie = bpf_get_socket_cookie(ctx);
+	return bpf_map_lookup_elem(&dns_peer_map, &cookie);
+}
+
+SEC("cgroup/recvmsg4")
+int pf_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	const struct pf_flow_key *peer;
+	__u32 ip4;
+
+	if (ctx->user_ip4 != bpf_htonl(0x7f000001))
+		return 1;
+	peer = pf_dns_peer_of(ctx, bpf_ntohs((__u16)ctx->user_port));
+	if (!peer)
+		return 1;
+	__builtin_memcpy(&ip4, &peer->addr[12], 4);
+	ctx->user_ip4 = ip4;
+	ctx->user_port = bpf_htons(peer->port);
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int pf_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	const struct pf_flow_key *peer;
+	__u32 ip6[4];
+
+	ip6[0] = pf_ctx_u32(&ctx->user_ip6[0]);
+	ip6[1] = pf_ctx_u32(&ctx->user_ip6[1]);
+	ip6[2] = pf_ctx_u32(&ctx->user_ip6[2]);
+	ip6[3] = pf_ctx_u32(&ctx->user_ip6[3]);
+	if (!pf_is_loopback6(ip6))
+		return 1;
+	peer = pf_dns_peer_of(ctx, bpf_ntohs((__u16)ctx->user_port));
+	if (!peer)
+		return 1;
+	__builtin_memcpy(ip6, peer->addr, PF_ADDR_LEN);
+	ctx->user_ip6[0] = ip6[0];
+	ctx->user_ip6[1] = ip6[1];
+	ctx->user_ip6[2] = ip6[2];
+	ctx->user_ip6[3] = ip6[3];
+	ctx->user_port = bpf_htons(peer->port);
+	return 1;
+}
+
+/*
+ * Binds: loopback stays, the wildcard is narrowed to loopback, any other
+ * address is refused, so nothing off the machine reaches a sandbox server.
+ */
+SEC("cgroup/bind4")
+int pf_bind4(struct bpf_sock_addr *ctx)
+{
+	__u8 addr[PF_ADDR_LEN];
+	__u32 ip4 = ctx->user_ip4;
+
+	if (pf_is_loopback4(ip4))
+		return 1;
+	if (ip4 == 0) {
+		ctx->user_ip4 = bpf_htonl(0x7f000001);
+		return 1;
+	}
+	pf_addr_from_ip4(addr, ip4);
+	pf_report(PF_EV_BIND_DENIED, PF_DENY_BIND, pf_sandbox_id(), addr,
+		  bpf_ntohs((__u16)ctx->user_port), AF_INET, ctx->type,
+		  ctx->protocol);
+	return 0;
+}
+
+SEC("cgroup/bind6")
+int pf_bind6(struct bpf_sock_addr *ctx)
 {
 	__u32 ip6[4];
 
@@ -183,7 +348,98 @@ int pf_sendmsg6(struct bpf_sock_addr *ctx)
 	ip6[1] = pf_ctx_u32(&ctx->user_ip6[1]);
 	ip6[2] = pf_ctx_u32(&ctx->user_ip6[2]);
 	ip6[3] = pf_ctx_u32(&ctx->user_ip6[3]);
-	return pf_refuse_datagram(ctx, (const __u8 *)ip6, AF_INET6);
+	if (pf_is_loopback6(ip6))
+		return 1;
+	if (pf_is_any6(ip6)) {
+		ctx->user_ip6[3] = bpf_htonl(1);
+		return 1;
+	}
+	if (pf_addr_is_mapped(ip6) && ip6[3] == 0) {
+		ctx->user_ip6[3] = bpf_htonl(0x7f000001);
+		return 1;
+	}
+	pf_report(PF_EV_BIND_DENIED, PF_DENY_BIND, pf_sandbox_id(),
+		  (const __u8 *)ip6, bpf_ntohs((__u16)ctx->user_port), AF_INET6,
+		  ctx->type, ctx->protocol);
+	return 0;
+}
+
+/* The port is chosen now: mark the socket as this sandbox's. */
+static __always_inline int pf_mark_bound(struct bpf_sock *sk)
+{
+	__u64 sandbox = pf_sandbox_id();
+	__u64 *owner;
+
+	owner = bpf_sk_storage_get(&bound_map, sk, &sandbox,
+				   BPF_SK_STORAGE_GET_F_CREATE);
+	if (owner)
+		*owner = sandbox;
+	return 1;
+}
+
+SEC("cgroup/post_bind4")
+int pf_post_bind4(struct bpf_sock *sk)
+{
+	return pf_mark_bound(sk);
+}
+
+SEC("cgroup/post_bind6")
+int pf_post_bind6(struct bpf_sock *sk)
+{
+	return pf_mark_bound(sk);
+}
+
+/* Every SYN and datagram a sandbox sends to loopback starts one of its flows. */
+SEC("cgroup_skb/egress")
+int pf_skb_egress(struct __sk_buff *skb)
+{
+	struct pf_flow_key key = {};
+	__u32 daddr[4];
+	__u16 dport = 0;
+	__u8 proto = 0;
+	__u64 sandbox;
+
+	if (!pf_skb_flow(skb, 0, &key, &proto, daddr, &dport))
+		return 1;
+	if (!pf_is_loopback6(daddr))
+		return 1;
+	sandbox = bpf_skb_ancestor_cgroup_id(skb, pf_sandbox_level);
+	bpf_map_update_elem(&local_flow_map, &key, &sandbox, BPF_ANY);
+	return 1;
+}
+
+/*
+ * A SYN to a sandbox listener, or a datagram to a sandbox UDP socket, is
+ * accepted only from a flow of the same sandbox (or, for datagrams, from
+ * pinfold's resolver): host processes and other machines cannot reach a
+ * server inside. Replies of established flows are not SYNs: not checked.
+ */
+SEC("cgroup_skb/ingress")
+int pf_skb_ingress(struct __sk_buff *skb)
+{
+	struct pf_sandbox_config *cfg;
+	struct pf_flow_key key = {};
+	__u32 daddr[4];
+	__u16 dport = 0;
+	__u8 proto = 0;
+	__u64 sandbox, *owner;
+	__u32 saddr[4];
+
+	if (!pf_skb_flow(skb, 1, &key, &proto, daddr, &dport))
+		return 1;
+	sandbox = bpf_skb_ancestor_cgroup_id(skb, pf_sandbox_level);
+	owner = bpf_map_lookup_elem(&local_flow_map, &key);
+	if (owner && *owner == sandbox)
+		return 1;
+	__builtin_memcpy(saddr, key.addr, PF_ADDR_LEN);
+	cfg = bpf_map_lookup_elem(&sandbox_map, &sandbox);
+	if (proto == IPPROTO_UDP && cfg && cfg->dns_port &&
+	    key.port == cfg->dns_port && pf_is_loopback6(saddr))
+		return 1;
+	pf_report(PF_EV_INBOUND_DENIED, PF_DENY_INBOUND, sandbox, key.addr,
+		  key.port, 0, proto == IPPROTO_TCP ? SOCK_STREAM : SOCK_DGRAM,
+		  proto);
+	return 0;
 }
 
 SEC("cgroup/sock_create")

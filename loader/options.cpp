@@ -6,6 +6,8 @@
 
 #include <boost/program_options.hpp>
 
+#include "dns/dns_server.hpp"
+
 namespace pinfold::loader {
 
 namespace po = boost::program_options;
@@ -98,7 +100,9 @@ po::options_description run_description(RunOptions& o)
         ("host", po::value(&o.hosts)->composing(),
          "NAME=ADDR[,ADDR]: addresses of NAME for the proxy's Host check (like /etc/hosts)")
         ("log-level", po::value(&o.log_level), "trace|debug|info|warn|error (default warn)")
-        ("proxy", po::value(&o.proxy_path), "path of pinfold-proxy (default: beside pinfold)");
+        ("proxy", po::value(&o.proxy_path), "path of pinfold-proxy (default: beside pinfold)")
+        ("dns-upstream", po::value(&o.dns_upstream),
+         "ADDR:PORT the sandbox's allowed DNS queries go to (default: first nameserver of /etc/resolv.conf)");
     add_sandbox_options(desc, o.sandbox);
     return desc;
 }
@@ -130,6 +134,10 @@ Result<Command> parse_run(std::vector<std::string> args)
         auto eq = host.find('=');
         if (eq == std::string::npos || eq == 0 || eq + 1 == host.size())
             return fail("pinfold run: --host '" + host + "': expected NAME=ADDR[,ADDR]");
+    }
+    if (!o.dns_upstream.empty()) {
+        if (auto r = dns::parse_upstream(o.dns_upstream); !r)
+            return fail("pinfold run: --dns-upstream: " + r.error().message);
     }
     return o;
 }

@@ -109,6 +109,14 @@ Result<void> SteeringPrograms::attach_sandbox(int cgroup_fd, const std::string& 
         {skel_->progs.pf_connect6, "connect6"},
         {skel_->progs.pf_sendmsg4, "sendmsg4"},
         {skel_->progs.pf_sendmsg6, "sendmsg6"},
+        {skel_->progs.pf_recvmsg4, "recvmsg4"},
+        {skel_->progs.pf_recvmsg6, "recvmsg6"},
+        {skel_->progs.pf_bind4, "bind4"},
+        {skel_->progs.pf_bind6, "bind6"},
+        {skel_->progs.pf_post_bind4, "post_bind4"},
+        {skel_->progs.pf_post_bind6, "post_bind6"},
+        {skel_->progs.pf_skb_egress, "skb_egress"},
+        {skel_->progs.pf_skb_ingress, "skb_ingress"},
     };
     for (const auto& hook : hooks) {
         if (auto r = attach(hook.prog, cgroup_fd, pin_dir + "/sandbox_" + hook.name); !r)

@@ -23,7 +23,8 @@ struct pf_sandbox_config {
 	__u64 netns_cookie;	/* the only netns the sandbox may connect from */
 	__u16 proxy_port;	/* host order; proxy listens on 127.0.0.1 and ::1 */
 	__u16 flags;		/* PF_SANDBOX_* */
-	__u32 _pad0;
+	__u16 dns_port;		/* host order; resolver on 127.0.0.1/::1, UDP+TCP; 0: none */
+	__u16 _pad0;
 };
 
 /* Original destination and identity of one steered TCP connection. */
@@ -57,6 +58,8 @@ enum pf_event_kind {
 	PF_EV_CONNECT_DENIED = 1,	/* connect() from a sandbox refused */
 	PF_EV_SENDMSG_DENIED = 2,	/* unconnected UDP send refused */
 	PF_EV_SOCKET_DENIED = 3,	/* socket() of a kind we cannot steer */
+	PF_EV_BIND_DENIED = 4,		/* bind() to a non-loopback address */
+	PF_EV_INBOUND_DENIED = 5,	/* SYN/datagram to a sandbox socket from outside it */
 };
 
 enum pf_deny_reason {
@@ -65,6 +68,8 @@ enum pf_deny_reason {
 	PF_DENY_NOT_TCP = 3,		/* UDP or other datagram connect */
 	PF_DENY_SOCKET_KIND = 4,	/* raw, SCTP, MPTCP, ICMP, ... */
 	PF_DENY_UDP = 5,		/* UDP datagram to anywhere */
+	PF_DENY_BIND = 6,		/* bind to an address other than loopback */
+	PF_DENY_INBOUND = 7,		/* from outside the sandbox (lib/local.h) */
 };
 
 struct pf_event {

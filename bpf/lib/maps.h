@@ -57,4 +57,42 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events_map SEC(".maps");
 
+/*
+ * Socket cookie -> the resolver address a sandbox socket sent DNS to
+ * (lib/dns.h). recvmsg4/6 put it back as the reply's source, so clients
+ * that check who answered accept pinfold's resolver. LRU: sockets that
+ * die leave entries behind.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PF_MAX_PENDING);
+	__type(key, __u64);
+	__type(value, struct pf_flow_key);
+} dns_peer_map SEC(".maps");
+
+/*
+ * Sandbox id on every socket a sandbox bound explicitly (post_bind4/6).
+ * Socket storage dies with the socket, so a port the sandbox released and
+ * a host service took again is never mistaken for the sandbox's own.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} bound_map SEC(".maps");
+
+/*
+ * Client (address, port, protocol in _pad0) -> sandbox id, for every SYN and
+ * datagram a sandbox sends to a loopback address (cgroup_skb egress). A
+ * sandbox's listener accepts a SYN (and its UDP sockets a datagram) only
+ * from a flow of its own sandbox (lib/local.h).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PF_MAX_PENDING);
+	__type(key, struct pf_flow_key);
+	__type(value, __u64);
+} local_flow_map SEC(".maps");
+
 #endif /* PF_MAPS_H */

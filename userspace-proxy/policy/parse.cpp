@@ -366,7 +366,6 @@ Result<Policy> PolicyParser::parse(std::string_view text) const
         return error(rules->value_mark(), "rules", "needs at least one rule");
 
     std::unordered_map<std::string, int> name_lines;
-    std::vector<std::string> unenforced;
     std::size_t index = 0;
     for (auto it = rules->value.begin(); it != rules->value.end(); ++it, ++index) {
         auto parsed = rule(*it, index);
@@ -377,20 +376,9 @@ Result<Policy> PolicyParser::parse(std::string_view text) const
             return error((*it)["name"].Mark(), "rules[" + std::to_string(index) + "].name",
                          "duplicate rule name '" + parsed->name + "' (first used by the rule at line " +
                              std::to_string(previous->second) + ")");
-        if (!parsed->binaries.empty())
-            unenforced.push_back(parsed->name);
         policy.rules.push_back(std::move(*parsed));
     }
 
-    if (!unenforced.empty()) {
-        std::string names;
-        for (const std::string& rule_name : unenforced)
-            names += (names.empty() ? "'" : ", '") + rule_name + "'";
-        policy.warnings.push_back(
-            "policy '" + policy.name + "': 'binaries:' in rule(s) " + names +
-            " is parsed but NOT enforced in this version of pinfold; these rules apply to every "
-            "process in the sandbox");
-    }
     return policy;
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "pinfold/error.hpp"
+#include "policy/binaries.hpp"
 #include "policy/endpoint.hpp"
 #include "policy/normalize.hpp"
 
@@ -27,7 +28,7 @@ struct Rule {
     std::string name;                   // "rules[<i>]" when the file gives none
     Endpoint endpoint;
     std::vector<std::string> methods;   // empty: every known method
-    std::vector<std::string> binaries;  // parsed and validated, not enforced yet
+    std::vector<std::string> binaries;  // empty: any executable (see binaries.hpp)
     Action action = Action::allow;
     int line = 0;                       // 1-based line of the rule in the file
 };
@@ -50,6 +51,11 @@ struct Request {
     std::uint16_t port = 0;
     std::string_view method;   // as on the request line (case-sensitive)
     std::string_view path;     // normalize_target(...).path
+    // Kernel-captured identity of the connecting executable; 0:0 when not
+    // captured, which no rule with binaries matches. exe_name only labels
+    // the reason of a mismatch.
+    ExeIdentity exe{};
+    std::string_view exe_name{};
 };
 
 struct Decision {
@@ -63,6 +69,11 @@ class CompiledPolicy {
 public:
     // Re-validates what parse_policy checks about each endpoint and method,
     // so a hand-built Policy cannot smuggle in something unmatchable.
+    // Rules with binaries match only the identities `binaries` resolved
+    // their entries to (an entry missing from the table is an error).
+    [[nodiscard]] static Result<CompiledPolicy> compile(Policy policy, BinaryTable binaries);
+    // Resolves binaries against this process's PATH first (pinfold check,
+    // tests); resolution warnings are appended to policy().warnings.
     [[nodiscard]] static Result<CompiledPolicy> compile(Policy policy);
 
     // Never throws (short of allocation failure). A request that is not in
@@ -71,6 +82,11 @@ public:
     [[nodiscard]] Decision decide(const Request& request) const;
 
     [[nodiscard]] const Policy& policy() const;
+
+    // The resolved binaries (for the proxy's audit: which file an identity
+    // is, when a policy names it).
+    [[nodiscard]] const BinaryTable& binaries() const;
+    [[nodiscard]] const ResolvedBinary* binary_of(ExeIdentity id) const;
 
 private:
     struct Index;

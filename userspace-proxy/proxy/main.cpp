@@ -12,6 +12,8 @@
 
 #include "policy/policy.hpp"
 #include "proxy_options.hpp"
+#include "answered_resolver.hpp"
+#include "dns/dns_server.hpp"
 #include "proxy_server.hpp"
 
 using namespace pinfold;
@@ -75,7 +77,23 @@ int serve(const proxy::ProxyOptions& options)
     }
 
     proxy::SocketStorageOrigin origins(options.origin_map_fd);
-    proxy::SystemResolver resolver(std::move(overrides));
+    // DNS answers given to the sandbox bind names to addresses for the
+    // Host check (proxy/answered_resolver.hpp).
+    dns::AnswerMemory answers;
+    std::unique_ptr<dns::DnsServer> dns_server;
+    std::uint16_t dns_port = 0;
+    if (!options.dns_upstream.empty()) {
+        auto started = dns::start_dns_server(options.dns_upstream, options.sandbox_id, compiled->policy(), overrides,
+                                             answers, origins, options.audit_fd);
+        if (!started) {
+            spdlog::error("{}", started.error().what());
+            return 1;
+        }
+        dns_port = started->second;
+        dns_server = std::move(started->first);
+    }
+    proxy::SystemResolver system_resolver(std::move(overrides));
+    proxy::AnsweredResolver resolver(answers, system_resolver);
     AuditLog audit(options.audit_fd);
     proxy::ProxyServer server(origins, resolver, audit);
     server.set_policy(options.sandbox_id,
@@ -85,7 +103,8 @@ int serve(const proxy::ProxyOptions& options)
         spdlog::error("{}", port.error().what());
         return 1;
     }
-    std::string ready = std::to_string(*port) + "\n";
+    // "HTTP_PORT DNS_PORT": DNS_PORT is 0 when no resolver runs.
+    std::string ready = std::to_string(*port) + " " + std::to_string(dns_port) + "\n";
     if (::write(options.ready_fd, ready.data(), ready.size()) != static_cast<ssize_t>(ready.size())) {
         spdlog::error("cannot report readiness: {}", std::strerror(errno));
         return 1;

@@ -18,6 +18,7 @@ struct ProxyOptions {
     int ready_fd = -1;           // "PORT\n" is written here once listening
     std::uint64_t sandbox_id = 0;
     std::vector<std::string> hosts;   // NAME=ADDR[,ADDR]
+    std::string dns_upstream;         // ADDR:PORT of the resolver allowed names go to; "" -> no DNS
     std::string log_level = "info";
 };
 

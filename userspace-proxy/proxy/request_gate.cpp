@@ -105,7 +105,7 @@ GateDecision decide_request(const policy::CompiledPolicy* policy, Resolver& reso
             return deny(std::move(d), 403,
                         "Host " + host->host + " is not the dialled address " + address_text(origin.address));
     } else {
-        auto addresses = resolver.resolve(host->host);
+        auto addresses = resolver.resolve_for(origin.sandbox_id, host->host);
         if (!addresses)
             return deny(std::move(d), 403, addresses.error().message);
         if (std::find(addresses->begin(), addresses->end(), origin.address) == addresses->end())

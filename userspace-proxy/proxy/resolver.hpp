@@ -3,6 +3,7 @@
 // a name have? Static entries (--host NAME=ADDR) win over the system
 // resolver.
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -16,6 +17,15 @@ class Resolver {
 public:
     virtual ~Resolver() = default;
     [[nodiscard]] virtual Result<std::vector<MappedAddress>> resolve(const std::string& name) noexcept = 0;
+    // The addresses of `name` as far as `sandbox` may dial them under that
+    // name. By default the same for every sandbox; AnsweredResolver narrows
+    // it to what pinfold's DNS resolver told that sandbox.
+    [[nodiscard]] virtual Result<std::vector<MappedAddress>> resolve_for(std::uint64_t sandbox,
+                                                                         const std::string& name) noexcept
+    {
+        (void)sandbox;
+        return resolve(name);
+    }
 };
 
 // Parses an address literal ("1.2.3.4", "::1", "[::1]") into mapped form.

@@ -8,6 +8,7 @@
 
 static_assert(sizeof(pf_sandbox_config) == 16);
 static_assert(offsetof(pf_sandbox_config, proxy_port) == 8);
+static_assert(offsetof(pf_sandbox_config, dns_port) == 12);
 
 static_assert(sizeof(pf_origin) == 80);
 static_assert(offsetof(pf_origin, orig_port) == 16);
