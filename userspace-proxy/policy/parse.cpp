@@ -216,7 +216,7 @@ Result<Rule> PolicyParser::rule(const YAML::Node& node, std::size_t index) const
     const std::string field = "rules[" + std::to_string(index) + "]";
     if (!node.IsMap() || !has_plain_tag(node, "tag:yaml.org,2002:map"))
         return error(node.Mark(), field, "expected a mapping, got " + kind_of(node));
-    auto fields = entries(node, field, {"name", "endpoint", "methods", "binaries", "action"});
+    auto fields = entries(node, field, {"name", "endpoint", "methods", "binaries", "action", "tls"});
     if (!fields)
         return std::unexpected(fields.error());
 
@@ -296,6 +296,30 @@ Result<Rule> PolicyParser::rule(const YAML::Node& node, std::size_t index) const
         else
             return error(action->value_mark(), field + ".action",
                          "'" + *text + "' is not 'allow' or 'deny'");
+    }
+
+    if (const Entry* tls = find(*fields, "tls")) {
+        auto text = string_value(tls->value, tls->value_mark(), field + ".tls");
+        if (!text)
+            return std::unexpected(text.error());
+        if (*text == "auto")
+            rule.tls = TlsMode::auto_select;
+        else if (*text == "passthrough")
+            rule.tls = TlsMode::passthrough;
+        else if (*text == "intercept")
+            rule.tls = TlsMode::intercept;
+        else
+            return error(tls->value_mark(), field + ".tls",
+                         "'" + *text + "' is not 'passthrough', 'intercept' or 'auto'");
+        if (rule.endpoint.scheme != "https")
+            return error(tls->value_mark(), field + ".tls", "applies only to https:// endpoints");
+        // Pass-through never sees a request, so it cannot enforce a method,
+        // a path or a deny.
+        if (rule.tls == TlsMode::passthrough &&
+            (rule.action != Action::allow || !rule.methods.empty() || rule.endpoint.path_glob != "/**"))
+            return error(tls->value_mark(), field + ".tls",
+                         "passthrough needs an allow rule for all methods and the path '/**' "
+                         "(the proxy cannot see requests it does not decrypt)");
     }
     return rule;
 }
@@ -377,6 +401,16 @@ Result<Policy> PolicyParser::parse(std::string_view text) const
                          "duplicate rule name '" + parsed->name + "' (first used by the rule at line " +
                              std::to_string(previous->second) + ")");
         policy.rules.push_back(std::move(*parsed));
+    }
+
+    for (std::size_t i = 0; i < policy.rules.size(); ++i) {
+        const Rule& rule = policy.rules[i];
+        if (rule.tls != TlsMode::passthrough)
+            continue;
+        TlsPlan plan = plan_tls(policy, rule.endpoint.host, rule.endpoint.port, rule.endpoint.wildcard_host);
+        if (plan.intercept)
+            policy.warnings.push_back("rule '" + rule.name + "' asks for tls: passthrough but " + plan.reason +
+                                      " first: connections to " + rule.endpoint.host + " are intercepted");
     }
 
     return policy;

@@ -19,6 +19,11 @@ namespace pinfold::policy {
 
 enum class Action { allow, deny };
 
+// How the proxy treats a TLS connection to a rule's host (https:// only).
+// auto_select: pass-through when no request to the host needs to be seen
+// (see plan_tls), interception otherwise.
+enum class TlsMode { auto_select, passthrough, intercept };
+
 // Methods a rule can name. A rule without methods: matches exactly these, so
 // CONNECT, TRACE and extension methods never match any rule and are denied.
 inline constexpr std::string_view known_methods[] = {"GET",    "HEAD",  "POST",   "PUT",
@@ -30,6 +35,7 @@ struct Rule {
     std::vector<std::string> methods;   // empty: every known method
     std::vector<std::string> binaries;  // empty: any executable (see binaries.hpp)
     Action action = Action::allow;
+    TlsMode tls = TlsMode::auto_select;
     int line = 0;                       // 1-based line of the rule in the file
 };
 
@@ -97,6 +103,25 @@ private:
     // threads costs nothing.
     std::shared_ptr<const Index> index_;
 };
+
+// What the proxy does with a TLS connection to `host`:`port`.
+struct TlsPlan {
+    bool intercept = true;
+    int rule_index = -1;     // the rule that decided, -1 when none did
+    std::string reason;
+};
+
+// Pass-through only when every request to the host is allowed without
+// looking at it: walking the https rules that apply to host and port in
+// order, an allow rule for all methods and "/**" comes before any deny rule
+// and any rule that asks for interception. `host` is canonical
+// (canonical_request_host); with `wildcard_pattern` it is the suffix of a
+// "*.suffix" pattern (for `pinfold check`).
+[[nodiscard]] TlsPlan plan_tls(const Policy& policy, std::string_view host, std::uint16_t port,
+                               bool wildcard_pattern = false);
+
+// For `pinfold check`: which TLS mode each https host and port gets, and why.
+[[nodiscard]] std::string describe_tls(const Policy& policy);
 
 // For `pinfold check`: one line per rule (name, endpoint, methods, action),
 // then the warnings.
