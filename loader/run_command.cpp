@@ -21,17 +21,16 @@
 #include <spdlog/spdlog.h>
 
 #include "cgroup.hpp"
+#include "dns/dns_server.hpp"
 #include "child_process.hpp"
 #include "limits.hpp"
 #include "privileges.hpp"
 #include "sandbox_spec.hpp"
-#include "seccomp_filter.hpp"
 #include "pinfold/address.hpp"
 #include "pinfold/audit_log.hpp"
 #include "policy/policy.hpp"
 #include "run_state.hpp"
 #include "steering_programs.hpp"
-#include "trust_bundle.hpp"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
@@ -110,6 +109,8 @@ const char* event_name(std::uint32_t kind)
     case PF_EV_CONNECT_DENIED: return "connect";
     case PF_EV_SENDMSG_DENIED: return "sendmsg";
     case PF_EV_SOCKET_DENIED: return "socket";
+    case PF_EV_BIND_DENIED: return "bind";
+    case PF_EV_INBOUND_DENIED: return "inbound";
     default: return "kernel";
     }
 }
@@ -121,7 +122,9 @@ const char* deny_reason(std::uint32_t reason)
     case PF_DENY_FOREIGN_NETNS: return "connect from another network namespace";
     case PF_DENY_NOT_TCP: return "only TCP connections can be steered into the proxy";
     case PF_DENY_SOCKET_KIND: return "socket kind cannot be steered (raw, SCTP, MPTCP, ICMP, ...)";
-    case PF_DENY_UDP: return "UDP datagrams are refused";
+    case PF_DENY_UDP: return "UDP datagrams are refused (DNS to port 53 goes to pinfold's resolver)";
+    case PF_DENY_BIND: return "binds to addresses other than loopback are refused";
+    case PF_DENY_INBOUND: return "connection or datagram to a sandbox socket from outside the sandbox";
     default: return "refused by the kernel hooks";
     }
 }
@@ -170,8 +173,8 @@ Result<int> policy_memfd(const std::string& text)
     return fd;
 }
 
-// Waits for the proxy's "PORT\n" (or its death), bounded in time.
-Result<std::uint16_t> wait_for_proxy(int ready_fd, const ChildProcess& proxy)
+// Waits for the proxy's "PORT DNS_PORT\n" (or its death), bounded in time.
+Result<std::uint16_t> wait_for_proxy(int ready_fd, const ChildProcess& proxy, std::uint16_t& dns_port)
 {
     std::string line;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -197,6 +200,11 @@ Result<std::uint16_t> wait_for_proxy(int ready_fd, const ChildProcess& proxy)
     int port = std::atoi(line.c_str());
     if (port <= 0 || port > 65535)
         return fail("the proxy reported an invalid port '" + line + "'");
+    auto space = line.find(' ');
+    int dns = space == std::string::npos ? -1 : std::atoi(line.c_str() + space + 1);
+    if (dns <= 0 || dns > 65535)
+        return fail("the proxy reported no resolver port in '" + line + "'");
+    dns_port = static_cast<std::uint16_t>(dns);
     return static_cast<std::uint16_t>(port);
 }
 
@@ -245,17 +253,15 @@ int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
 {
     ChildProcess& command = *run.command;
     ChildProcess& proxy = *run.proxy;
-    int listener = command.seccomp_listener();
     for (;;) {
-        pollfd fds[6] = {
+        pollfd fds[5] = {
             {signal_fd, POLLIN, 0},
             {command.pidfd(), POLLIN, 0},
             {proxy.pidfd(), POLLIN, 0},
             {run.programs->events_fd(), POLLIN, 0},
             {timer_fd, POLLIN, 0},
-            {listener, POLLIN, 0},
         };
-        int n = ::poll(fds, 6, -1);
+        int n = ::poll(fds, 5, -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -274,21 +280,6 @@ int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
         if (fds[1].revents & POLLIN) {
             if (auto status = command.try_reap())
                 return exit_code_of(*status);
-        }
-        if (fds[5].revents & POLLIN) {
-            if (auto call = refuse_notified_call(listener)) {
-                AuditRecord r;
-                r.event = "syscall";
-                r.verdict = "deny";
-                r.sandbox = run.sandbox_cgroup->id();
-                r.cgroup = run.sandbox_cgroup->id();
-                r.pid = call->pid;
-                r.reason = "refused by the sandbox's seccomp filter: " + describe_refused_call(*call);
-                audit.write(r);
-                log()->info("{}", r.reason);
-            }
-        } else if (fds[5].revents & (POLLHUP | POLLERR)) {
-            listener = -1;   // no filtered process is left; poll ignores -1
         }
         if (fds[4].revents & POLLIN) {
             // The whole sandbox goes, not just the command: cgroup.kill.
@@ -340,25 +331,26 @@ int run_sandbox_checked(const RunOptions& options)
         log()->error("{}", compiled.error().what());
         return exit_internal;
     }
-    // Named now so the sandbox plan can carry its variables; written once
-    // the proxy has made the CA.
-    TrustBundle trust = plan_trust_bundle("run-" + std::to_string(::getpid()));
-    std::optional<WrittenTrustBundle> trust_files;
     std::optional<SandboxPlan> sandbox_plan;
     if (options.sandbox.enabled) {
-        auto plan = make_sandbox_plan(options.sandbox, trust.environment(), {});
+        auto plan = make_sandbox_plan(options.sandbox, {}, {});
         if (!plan) {
             log()->error("{}", plan.error().what());
             return exit_internal;
         }
         sandbox_plan.emplace(std::move(*plan));
     }
-    // Roots for the proxy's upstream TLS, read here: the proxy opens no file.
-    auto upstream_roots = read_file(options.upstream_ca_path.empty() ? std::string(system_ca_bundle)
-                                                                     : options.upstream_ca_path);
-    if (!upstream_roots) {
-        log()->error("--upstream-ca: {}", upstream_roots.error().what());
-        return exit_internal;
+    // Where the sandbox's allowed DNS queries go: read here, the proxy
+    // opens no file.
+    std::string dns_upstream = options.dns_upstream;
+    if (dns_upstream.empty()) {
+        auto resolv = read_file("/etc/resolv.conf");
+        auto upstream = resolv ? dns::first_nameserver(*resolv) : std::unexpected(resolv.error());
+        if (!upstream) {
+            log()->error("DNS upstream: {}", upstream.error().what());
+            return exit_internal;
+        }
+        dns_upstream = *upstream;
     }
     std::string proxy_path = proxy_binary(options);
     if (::access(proxy_path.c_str(), X_OK) != 0) {
@@ -473,22 +465,9 @@ int run_sandbox_checked(const RunOptions& options)
         proxy_spec.argv.push_back("--host");
         proxy_spec.argv.push_back(host);
     }
+    proxy_spec.argv.insert(proxy_spec.argv.end(), {"--dns-upstream", dns_upstream});
     proxy_spec.cgroup_fd = run.proxy_cgroup->fd();
     proxy_spec.inherit_fds = {run.programs->origin_map_fd(), proxy_audit.get(), policy_fd.get(), ready_write.get()};
-    // The proxy makes the run CA and sends back its certificate only.
-    auto roots_memfd = policy_memfd(*upstream_roots);
-    if (!roots_memfd)
-        return fail_run(roots_memfd.error());
-    OwnedFd roots_fd(*roots_memfd);
-    int ca_pipe[2];
-    if (::pipe2(ca_pipe, O_CLOEXEC) != 0)
-        return fail_run(Error{errno, "pipe"});
-    OwnedFd ca_read(ca_pipe[0]);
-    OwnedFd ca_write(ca_pipe[1]);
-    proxy_spec.argv.insert(proxy_spec.argv.end(), {"--upstream-ca-fd", std::to_string(roots_fd.get()),
-                                                    "--ca-out-fd", std::to_string(ca_write.get())});
-    proxy_spec.inherit_fds.push_back(roots_fd.get());
-    proxy_spec.inherit_fds.push_back(ca_write.get());
     proxy_spec.drop_privileges = true;
     proxy_spec.stdin_null = true;
     auto proxy = ChildProcess::spawn(proxy_spec);
@@ -497,31 +476,11 @@ int run_sandbox_checked(const RunOptions& options)
     run.proxy.emplace(std::move(*proxy));
     ready_write.reset();
     policy_fd.reset();
-    roots_fd.reset();
-    ca_write.reset();
     proxy_audit.reset();
-    auto port = wait_for_proxy(ready_read.get(), *run.proxy);
+    std::uint16_t dns_port = 0;
+    auto port = wait_for_proxy(ready_read.get(), *run.proxy, dns_port);
     if (!port)
         return fail_run(port.error());
-    // Written before the proxy reported ready, and its end is closed: the
-    // read ends at EOF without waiting.
-    std::string ca_pem;
-    for (char buf[4096];;) {
-        ssize_t got = ::read(ca_read.get(), buf, sizeof buf);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0 || ca_pem.size() > 65536)
-            break;
-        ca_pem.append(buf, static_cast<std::size_t>(got));
-    }
-    if (auto r = write_trust_bundle(trust, ca_pem); !r)
-        return fail_run(r.error());
-    trust_files.emplace(trust);
-    // Without the namespace sandbox CMD inherits this environment.
-    for (const std::string& entry : trust.environment()) {
-        auto eq = entry.find('=');
-        ::setenv(entry.substr(0, eq).c_str(), entry.c_str() + eq + 1, 1);
-    }
 
     auto netns = own_netns_cookie();
     if (!netns)
@@ -529,6 +488,7 @@ int run_sandbox_checked(const RunOptions& options)
     pf_sandbox_config config{};
     config.netns_cookie = *netns;
     config.proxy_port = *port;
+    config.dns_port = dns_port;
     if (auto r = run.programs->configure_sandbox(run.sandbox_cgroup->id(), config); !r)
         return fail_run(r.error());
     log()->info("sandbox {} steered to proxy port {}", run.sandbox_cgroup->id(), *port);
@@ -609,7 +569,7 @@ int check_policies(const CheckOptions& options)
             status = 1;
             continue;
         }
-        std::cout << path << ": OK\n" << policy::describe(*parsed) << policy::describe_tls(*parsed);
+        std::cout << path << ": OK\n" << policy::describe(*parsed);
         for (const auto& warning : parsed->warnings)
             std::cout << "WARNING: " << warning << "\n";
     }

@@ -64,8 +64,9 @@ class Bypass(pftest.PinfoldTestCase):
     def test_udp_sendto_is_refused(self):
         r = self.run_py("""
             import socket
-            for family, addr in ((socket.AF_INET, ("127.0.0.1", 53)), (socket.AF_INET6, ("::1", 53)),
-                                 (socket.AF_INET6, ("::ffff:127.0.0.1", 53))):
+            # QUIC-style UDP 443 (port 53 goes to pinfold's resolver: test_dns.py).
+            for family, addr in ((socket.AF_INET, ("127.0.0.1", 443)), (socket.AF_INET6, ("::1", 443)),
+                                 (socket.AF_INET6, ("::ffff:127.0.0.1", 443))):
                 s = socket.socket(family, socket.SOCK_DGRAM)
                 try:
                     s.sendto(b"x", addr)
@@ -81,7 +82,7 @@ class Bypass(pftest.PinfoldTestCase):
             import socket
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
-                s.connect(("127.0.0.1", 53))
+                s.connect(("127.0.0.1", 443))
                 print("CONNECTED")
             except PermissionError:
                 print("EPERM")
