@@ -31,6 +31,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 NOT_YET = "not yet available"
+# Clients inside a sandbox see the system's files, not necessarily this
+# interpreter's (pyenv under /root is not readable there).
+SANDBOX_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 started = []   # Popen objects, stopped by PID at exit
 
@@ -281,7 +284,9 @@ rules:
     def wrap(self, cmd, tls=None):
         return [self.bin, "run", "--policy", self.policies[tls], "--audit", self.audit, *self.hosts, "--", *cmd]
 
-    def version(self):
+    def version(self, label=None):
+        if label:
+            return label
         r = run(["git", "-C", ROOT, "describe", "--always", "--dirty"], 10, check=False)
         return "git " + r.stdout.strip()
 
@@ -307,7 +312,7 @@ class Srt:
                 self.reason = f"srt /bin/true exited {r.returncode}: {(r.stderr or r.stdout).strip()[:200]}"
 
     def wrap(self, cmd):
-        return [self.bin, "-s", self.settings, "--", sys.executable, os.path.join(HERE, "via_env_proxy.py"), *cmd]
+        return [self.bin, "-s", self.settings, "--", SANDBOX_PYTHON, os.path.join(HERE, "via_env_proxy.py"), *cmd]
 
     def version(self):
         with open(os.path.join(HERE, "srt", "node_modules", "@anthropic-ai", "sandbox-runtime", "package.json")) as f:
@@ -356,6 +361,7 @@ class Bench:
         self.args = args
         self.tmp = tempfile.mkdtemp(prefix="pinfold-bench-")
         atexit.register(shutil.rmtree, self.tmp, True)
+        self.load_start = os.getloadavg()[0]
         self.results = {}    # key -> {contender: [values]}
         self.notes = {}      # key -> {contender: text}
 
@@ -476,16 +482,24 @@ class Bench:
     def curl_loop(self, url, runs, extra=()):
         """A shell loop of curls, so a sandbox starts once per batch; each
         line is one transfer's time_total."""
-        curl = " ".join(["curl", "-s", "-k", "-o", "/dev/null", "--max-time", "60", "-w", "'%{time_total}\\n'",
-                         *extra, url])
-        return ["sh", "-c", f"i=0; while [ $i -lt {runs} ]; do {curl} || exit 1; i=$((i+1)); done"]
+        curl = " ".join(["curl", "-s", "-k", "-o", "/dev/null", "--max-time", "30", "-w",
+                         "'%{time_total} %{size_download} %{http_code}\\n'", *extra, url])
+        return ["sh", "-c", f"i=0; while [ $i -lt {runs} ]; do {curl}; i=$((i+1)); done"]
 
     def parse_times(self, key, who, r):
-        if r.returncode != 0:
-            self.note(key, who, f"failed: {(r.stderr or r.stdout).strip()[-200:]}")
-            return
-        for line in r.stdout.split():
-            self.add(key, who, float(line) * 1e3)
+        """Complete transfers count; a stalled or short one is reported
+        beside the median of the others, never averaged in."""
+        bad = []
+        for line in r.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] == str(100 << 20) and parts[2] == "200":
+                self.add(key, who, float(parts[0]) * 1e3)
+            else:
+                bad.append(line.strip())
+        if bad or r.returncode != 0:
+            total = len(r.stdout.splitlines())
+            self.note(key, who, f"{len(bad)} of {total} transfers incomplete (time, bytes, status: "
+                                f"{'; '.join(bad[:3])}){' exit ' + str(r.returncode) if r.returncode else ''}")
 
     def bench_bulk(self):
         url = self.nginx.url("/100m")
@@ -593,7 +607,7 @@ class Bench:
         return None
 
     def idle_conns(self, wrap, proxy_pid_of, absolute=None):
-        script = [sys.executable, os.path.join(HERE, "idle_conns.py"), "127.0.0.1",
+        script = [SANDBOX_PYTHON, os.path.join(HERE, "idle_conns.py"), "127.0.0.1",
                   str(absolute or self.nginx.http), str(self.args.idle_conns)]
         if absolute:
             script += ["--absolute", f"127.0.0.1:{self.nginx.http}"]
@@ -656,7 +670,7 @@ class Bench:
             "machine": f"{os.cpu_count()} cores, {cpu}, "
                        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB, "
                        f"kernel {platform.release()}",
-            "pinfold": self.pinfold.version(),
+            "pinfold": self.pinfold.version(self.args.label),
             "nginx": first(["nginx", "-v"]),
             "squid": first(["squid", "-v"]),
             "srt": (self.srt.version() + f" on node {first(['node', '--version'])}") if self.srt.available
@@ -667,6 +681,8 @@ class Bench:
             "wrk": first(["wrk", "-v"]),
             "hyperfine": first(["hyperfine", "--version"]),
             "curl": first(["curl", "--version"]),
+            "load average (1 min) at start / end": f"{self.load_start:.2f} / {os.getloadavg()[0]:.2f} "
+                                                    "(other work on the machine makes figures noisier)",
         }
 
     def table(self):
@@ -685,11 +701,16 @@ class Bench:
                     return text
                 if text not in footnotes:
                     footnotes.append(text)
-                return f"failed [{footnotes.index(text) + 1}]"
+                return f"no figure [{footnotes.index(text) + 1}]"
             s = fmt(v)
             d = med(key, direct)
             if who != direct and d:
                 s += f" ({v / d:.2f}×)"
+            text = self.notes.get(key, {}).get(who)
+            if text and text != NOT_YET:
+                if text not in footnotes:
+                    footnotes.append(text)
+                s += f" [{footnotes.index(text) + 1}]"
             return s
 
         ms = lambda v: f"{v:.1f} ms" if v >= 10 else f"{v:.2f} ms"
@@ -785,6 +806,7 @@ def main():
                     help="comma list of: start,newconn,keepalive,bulk,intercept,policy,rss")
     ap.add_argument("--quick", action="store_true", help="3 runs of 2 s: a smoke test, not a result")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--label", help="what the binaries are, when not this checkout's build (default: git describe)")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.seconds, args.start_runs, args.conn_count = 3, 2, 10, 500

@@ -3,6 +3,7 @@
 # mitmproxy, on loopback; one table on stdout, copies in bench/results/.
 # Run as root after the README's setup command (scripts/setup-and-demo.sh).
 #   bench/run.sh [--quick] [--runs N] [--seconds S] [--only start,newconn,...]
+#   bench/run.sh --profile      (callgrind, perf cpu-clock, strace of the proxy)
 # Builds into $PINFOLD_BUILD_DIR (default build-bench) with -DPINFOLD_BENCH=ON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,5 +19,9 @@ cmake --build "$build_dir" -j "$(nproc)" >/dev/null
 if [[ ! -x bench/srt/node_modules/.bin/srt ]]; then
     (cd bench/srt && npm ci --no-audit --no-fund >/dev/null 2>&1) ||
         echo "bench/run.sh: npm ci in bench/srt failed; srt columns will say so" >&2
+fi
+if [[ ${1:-} == --profile ]]; then
+    shift
+    exec python3 bench/profile.py --bin-dir "$build_dir/bin" "$@"
 fi
 exec python3 bench/bench.py --bin-dir "$build_dir/bin" "$@"

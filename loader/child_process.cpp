@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -85,6 +86,27 @@ bool drop_all_privileges()
     child_fail(report_fd, errno);
 }
 
+// Receives one descriptor sent with SCM_RIGHTS; -1 if there is none.
+int receive_fd(int sock)
+{
+    char byte = 0;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    if (::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) != 1)
+        return -1;
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
+        return -1;
+    int fd = -1;
+    std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
+    return fd;
+}
+
 } // namespace
 
 Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
@@ -113,10 +135,14 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
     // Sandbox: one byte on the lifeline lets the child start; its EOF
     // (pinfold gone) ends the sandbox.
     int lifeline[2] = {-1, -1};
-    if (spec.sandbox && ::pipe2(lifeline, O_CLOEXEC) != 0) {
+    int listener_pair[2] = {-1, -1};
+    if (spec.sandbox && (::pipe2(lifeline, O_CLOEXEC) != 0 ||
+                         ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, listener_pair) != 0)) {
         auto err = fail_errno("pipe");
-        ::close(report[0]);
-        ::close(report[1]);
+        for (int fd : {report[0], report[1], lifeline[0], lifeline[1], listener_pair[0], listener_pair[1]}) {
+            if (fd >= 0)
+                ::close(fd);
+        }
         return err;
     }
     pid_t parent = ::getpid();
@@ -124,7 +150,7 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
     pid_t pid = clone3_into(spec.cgroup_fd, &pidfd, spec.sandbox ? sandbox_clone_flags : 0);
     if (pid < 0) {
         auto err = fail_errno("clone3 into cgroup for " + spec.argv[0]);
-        for (int fd : {report[0], report[1], lifeline[0], lifeline[1]}) {
+        for (int fd : {report[0], report[1], lifeline[0], lifeline[1], listener_pair[0], listener_pair[1]}) {
             if (fd >= 0)
                 ::close(fd);
         }
@@ -134,7 +160,9 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
         ::close(report[0]);
         if (spec.sandbox) {
             ::close(lifeline[1]);
+            ::close(listener_pair[0]);
             SandboxChildArgs args;
+            args.listener_sock = listener_pair[1];
             args.plan = spec.sandbox;
             args.argv = argv.data();
             args.envp = envp.data();
@@ -149,7 +177,9 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
     ChildProcess child(pid, pidfd);
     if (spec.sandbox) {
         ::close(lifeline[0]);
+        ::close(listener_pair[1]);
         child.lifeline_fd_ = lifeline[1];
+        child.listener_fd_ = listener_pair[0];   // the socket until the listener arrives
         Result<void> placed;
         if (spec.before_start)
             placed = spec.before_start(pid);
@@ -172,6 +202,17 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
         n = ::read(report[0], &failure, sizeof failure);
     } while (n < 0 && errno == EINTR);
     ::close(report[0]);
+    if (spec.sandbox) {
+        // Sent before the command was started, so it is there by now.
+        int fd = receive_fd(child.listener_fd_);
+        ::close(child.listener_fd_);
+        child.listener_fd_ = fd;
+        if (n != static_cast<ssize_t>(sizeof failure) && fd < 0) {
+            child.signal(SIGKILL);
+            child.reap();
+            return fail("the sandbox did not hand over its seccomp listener");
+        }
+    }
     if (n == static_cast<ssize_t>(sizeof failure)) {
         child.reap();
         if (failure.stage == stage_exec)
@@ -182,11 +223,13 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
 }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
-    : pid_(other.pid_), pidfd_(other.pidfd_), lifeline_fd_(other.lifeline_fd_), status_(other.status_)
+    : pid_(other.pid_), pidfd_(other.pidfd_), lifeline_fd_(other.lifeline_fd_), listener_fd_(other.listener_fd_),
+      status_(other.status_)
 {
     other.pid_ = -1;
     other.pidfd_ = -1;
     other.lifeline_fd_ = -1;
+    other.listener_fd_ = -1;
 }
 
 ChildProcess::~ChildProcess()
@@ -199,6 +242,8 @@ ChildProcess::~ChildProcess()
         ::close(pidfd_);
     if (lifeline_fd_ >= 0)
         ::close(lifeline_fd_);
+    if (listener_fd_ >= 0)
+        ::close(listener_fd_);
 }
 
 void ChildProcess::signal(int sig) const noexcept

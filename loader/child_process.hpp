@@ -47,12 +47,16 @@ public:
     // Blocks until exit; returns the wait status.
     int reap() noexcept;
     [[nodiscard]] bool exited() const noexcept { return status_.has_value(); }
+    // Sandbox: the seccomp filter's listener (-1 otherwise); the caller
+    // answers the refused calls it reports.
+    [[nodiscard]] int seccomp_listener() const noexcept { return listener_fd_; }
 
 private:
     ChildProcess(pid_t pid, int pidfd) noexcept : pid_(pid), pidfd_(pidfd) {}
     pid_t pid_ = -1;
     int pidfd_ = -1;
     int lifeline_fd_ = -1;   // sandbox: its init exits when this closes
+    int listener_fd_ = -1;   // sandbox: seccomp user notifications
     std::optional<int> status_;
 };
 

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -107,12 +108,34 @@ int drop_capabilities()
     return capset_all(false);
 }
 
-int load_seccomp(const SandboxPlan& plan)
+// Loads the filter and hands its listener to pinfold, which answers (and
+// audits) every refused call.
+int load_seccomp(const SandboxPlan& plan, int listener_sock)
 {
     sock_fprog prog{};
     prog.len = static_cast<unsigned short>(plan.seccomp.size());
     prog.filter = const_cast<sock_filter*>(plan.seccomp.data());
-    return ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0 ? 0 : errno;
+    long listener = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    if (listener < 0)
+        return errno;
+    int fd = static_cast<int>(listener);
+    char byte = 0;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+    int err = ::sendmsg(listener_sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : errno;
+    ::close(fd);
+    ::close(listener_sock);
+    return err;
 }
 
 [[noreturn]] void exec_command(const SandboxChildArgs& args, const sigset_t& original_mask)
@@ -229,7 +252,7 @@ void run_sandbox_init(const SandboxChildArgs& args) noexcept
         fail_setup(args, stage_sync, EPIPE);
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         fail_setup(args, stage_no_new_privs, errno);
-    if (int err = load_seccomp(plan))
+    if (int err = load_seccomp(plan, args.listener_sock))
         fail_setup(args, stage_seccomp, err);
 
     // As init of the PID namespace this process ignores every signal it

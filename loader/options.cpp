@@ -101,6 +101,8 @@ po::options_description run_description(RunOptions& o)
          "NAME=ADDR[,ADDR]: addresses of NAME for the proxy's Host check (like /etc/hosts)")
         ("log-level", po::value(&o.log_level), "trace|debug|info|warn|error (default warn)")
         ("proxy", po::value(&o.proxy_path), "path of pinfold-proxy (default: beside pinfold)")
+        ("upstream-ca", po::value(&o.upstream_ca_path),
+         "PEM file of the roots that verify HTTPS servers (default: the system's)")
         ("dns-upstream", po::value(&o.dns_upstream),
          "ADDR:PORT the sandbox's allowed DNS queries go to (default: first nameserver of /etc/resolv.conf)");
     add_sandbox_options(desc, o.sandbox);

@@ -18,6 +18,7 @@ struct RunOptions {
     std::vector<std::string> command;    // CMD [ARGS]
     std::string log_level = "warn";
     std::string proxy_path;              // "" -> pinfold-proxy beside this binary
+    std::string upstream_ca_path;        // "" -> the system roots verify upstream TLS
     std::string dns_upstream;            // ADDR:PORT; "" -> first nameserver of /etc/resolv.conf
     SandboxOptions sandbox;              // --workspace, --ro/--rw/--hide, --env, limits
 };

@@ -26,11 +26,13 @@
 #include "limits.hpp"
 #include "privileges.hpp"
 #include "sandbox_spec.hpp"
+#include "seccomp_filter.hpp"
 #include "pinfold/address.hpp"
 #include "pinfold/audit_log.hpp"
 #include "policy/policy.hpp"
 #include "run_state.hpp"
 #include "steering_programs.hpp"
+#include "trust_bundle.hpp"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
@@ -253,15 +255,17 @@ int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
 {
     ChildProcess& command = *run.command;
     ChildProcess& proxy = *run.proxy;
+    int listener = command.seccomp_listener();
     for (;;) {
-        pollfd fds[5] = {
+        pollfd fds[6] = {
             {signal_fd, POLLIN, 0},
             {command.pidfd(), POLLIN, 0},
             {proxy.pidfd(), POLLIN, 0},
             {run.programs->events_fd(), POLLIN, 0},
             {timer_fd, POLLIN, 0},
+            {listener, POLLIN, 0},
         };
-        int n = ::poll(fds, 5, -1);
+        int n = ::poll(fds, 6, -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -280,6 +284,21 @@ int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
         if (fds[1].revents & POLLIN) {
             if (auto status = command.try_reap())
                 return exit_code_of(*status);
+        }
+        if (fds[5].revents & POLLIN) {
+            if (auto call = refuse_notified_call(listener)) {
+                AuditRecord r;
+                r.event = "syscall";
+                r.verdict = "deny";
+                r.sandbox = run.sandbox_cgroup->id();
+                r.cgroup = run.sandbox_cgroup->id();
+                r.pid = call->pid;
+                r.reason = "refused by the sandbox's seccomp filter: " + describe_refused_call(*call);
+                audit.write(r);
+                log()->info("{}", r.reason);
+            }
+        } else if (fds[5].revents & (POLLHUP | POLLERR)) {
+            listener = -1;   // no filtered process is left; poll ignores -1
         }
         if (fds[4].revents & POLLIN) {
             // The whole sandbox goes, not just the command: cgroup.kill.
@@ -331,14 +350,25 @@ int run_sandbox_checked(const RunOptions& options)
         log()->error("{}", compiled.error().what());
         return exit_internal;
     }
+    // Named now so the sandbox plan can carry its variables; written once
+    // the proxy has made the CA.
+    TrustBundle trust = plan_trust_bundle("run-" + std::to_string(::getpid()));
+    std::optional<WrittenTrustBundle> trust_files;
     std::optional<SandboxPlan> sandbox_plan;
     if (options.sandbox.enabled) {
-        auto plan = make_sandbox_plan(options.sandbox, {}, {});
+        auto plan = make_sandbox_plan(options.sandbox, trust.environment(), {});
         if (!plan) {
             log()->error("{}", plan.error().what());
             return exit_internal;
         }
         sandbox_plan.emplace(std::move(*plan));
+    }
+    // Roots for the proxy's upstream TLS, read here: the proxy opens no file.
+    auto upstream_roots = read_file(options.upstream_ca_path.empty() ? std::string(system_ca_bundle)
+                                                                     : options.upstream_ca_path);
+    if (!upstream_roots) {
+        log()->error("--upstream-ca: {}", upstream_roots.error().what());
+        return exit_internal;
     }
     // Where the sandbox's allowed DNS queries go: read here, the proxy
     // opens no file.
@@ -468,6 +498,20 @@ int run_sandbox_checked(const RunOptions& options)
     proxy_spec.argv.insert(proxy_spec.argv.end(), {"--dns-upstream", dns_upstream});
     proxy_spec.cgroup_fd = run.proxy_cgroup->fd();
     proxy_spec.inherit_fds = {run.programs->origin_map_fd(), proxy_audit.get(), policy_fd.get(), ready_write.get()};
+    // The proxy makes the run CA and sends back its certificate only.
+    auto roots_memfd = policy_memfd(*upstream_roots);
+    if (!roots_memfd)
+        return fail_run(roots_memfd.error());
+    OwnedFd roots_fd(*roots_memfd);
+    int ca_pipe[2];
+    if (::pipe2(ca_pipe, O_CLOEXEC) != 0)
+        return fail_run(Error{errno, "pipe"});
+    OwnedFd ca_read(ca_pipe[0]);
+    OwnedFd ca_write(ca_pipe[1]);
+    proxy_spec.argv.insert(proxy_spec.argv.end(), {"--upstream-ca-fd", std::to_string(roots_fd.get()),
+                                                    "--ca-out-fd", std::to_string(ca_write.get())});
+    proxy_spec.inherit_fds.push_back(roots_fd.get());
+    proxy_spec.inherit_fds.push_back(ca_write.get());
     proxy_spec.drop_privileges = true;
     proxy_spec.stdin_null = true;
     auto proxy = ChildProcess::spawn(proxy_spec);
@@ -476,11 +520,32 @@ int run_sandbox_checked(const RunOptions& options)
     run.proxy.emplace(std::move(*proxy));
     ready_write.reset();
     policy_fd.reset();
+    roots_fd.reset();
+    ca_write.reset();
     proxy_audit.reset();
     std::uint16_t dns_port = 0;
     auto port = wait_for_proxy(ready_read.get(), *run.proxy, dns_port);
     if (!port)
         return fail_run(port.error());
+    // Written before the proxy reported ready, and its end is closed: the
+    // read ends at EOF without waiting.
+    std::string ca_pem;
+    for (char buf[4096];;) {
+        ssize_t got = ::read(ca_read.get(), buf, sizeof buf);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0 || ca_pem.size() > 65536)
+            break;
+        ca_pem.append(buf, static_cast<std::size_t>(got));
+    }
+    if (auto r = write_trust_bundle(trust, ca_pem); !r)
+        return fail_run(r.error());
+    trust_files.emplace(trust);
+    // Without the namespace sandbox CMD inherits this environment.
+    for (const std::string& entry : trust.environment()) {
+        auto eq = entry.find('=');
+        ::setenv(entry.substr(0, eq).c_str(), entry.c_str() + eq + 1, 1);
+    }
 
     auto netns = own_netns_cookie();
     if (!netns)
@@ -569,7 +634,7 @@ int check_policies(const CheckOptions& options)
             status = 1;
             continue;
         }
-        std::cout << path << ": OK\n" << policy::describe(*parsed);
+        std::cout << path << ": OK\n" << policy::describe(*parsed) << policy::describe_tls(*parsed);
         for (const auto& warning : parsed->warnings)
             std::cout << "WARNING: " << warning << "\n";
     }

@@ -1,10 +1,15 @@
 #include "seccomp_filter.hpp"
 
 #include <linux/netlink.h>
+#include <linux/seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include <cerrno>
 #include <memory>
@@ -57,7 +62,7 @@ Result<std::vector<sock_filter>> build_seccomp_program()
     std::unique_ptr<void, ContextDeleter> ctx(seccomp_init(SCMP_ACT_ALLOW));
     if (!ctx)
         return fail("seccomp_init failed");
-    const std::uint32_t refuse = SCMP_ACT_ERRNO(EPERM);
+    const std::uint32_t refuse = SCMP_ACT_NOTIFY;
     int rc = 0;
     for (int call : refused_calls) {
         if (call < 0)
@@ -114,6 +119,47 @@ Result<std::vector<sock_filter>> build_seccomp_program()
     if (got != size)
         return fail("reading the seccomp program back failed");
     return program;
+}
+
+Result<RefusedCall> refuse_notified_call(int listener_fd)
+{
+    seccomp_notif request;
+    std::memset(&request, 0, sizeof request);   // the kernel insists
+    if (::ioctl(listener_fd, SECCOMP_IOCTL_NOTIF_RECV, &request) != 0)
+        return fail_errno("read a seccomp notification");
+    seccomp_notif_resp response;
+    std::memset(&response, 0, sizeof response);
+    response.id = request.id;
+    response.error = -EPERM;
+    // ENOENT: the caller died (or was interrupted) meanwhile; still audited.
+    if (::ioctl(listener_fd, SECCOMP_IOCTL_NOTIF_SEND, &response) != 0 && errno != ENOENT)
+        return fail_errno("answer a seccomp notification");
+    RefusedCall call;
+    call.pid = request.pid;
+    call.nr = request.data.nr;
+    for (int i = 0; i < 6; ++i)
+        call.args[i] = request.data.args[i];
+    return call;
+}
+
+std::string describe_refused_call(const RefusedCall& call)
+{
+    std::string name = "syscall " + std::to_string(call.nr);
+    if (char* resolved = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, call.nr)) {
+        name = resolved;
+        std::free(resolved);
+    }
+    auto low = [&](int i) { return static_cast<std::uint32_t>(call.args[i]); };
+    if (call.nr == SCMP_SYS(socket) || call.nr == SCMP_SYS(socketpair))
+        return name + "(family " + std::to_string(low(0)) + ", type " + std::to_string(low(1) & 0xff) +
+               ", protocol " + std::to_string(low(2)) + ")";
+    if (call.nr == SCMP_SYS(ioctl))
+        return name + "(request 0x" + [&] {
+            char hex[16];
+            std::snprintf(hex, sizeof hex, "%x", low(1));
+            return std::string(hex);
+        }() + ")";
+    return name;
 }
 
 } // namespace pinfold::loader

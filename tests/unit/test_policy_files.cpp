@@ -37,13 +37,15 @@ std::map<std::string, CompiledPolicy> load_all()
     return out;
 }
 
-bool allows(const CompiledPolicy& policy, std::string_view method, std::string_view url)
+bool allows(const CompiledPolicy& policy, std::string_view method, std::string_view url, ExeIdentity exe = {})
 {
     // url: "host/path?query", https on 443.
     std::size_t slash = url.find('/');
     auto target = normalize_target(url.substr(slash));
     REQUIRE_MESSAGE(target.has_value(), target.error().message);
-    return policy.decide(Request{"https", url.substr(0, slash), 443, method, target->path}).allowed;
+    Request request{"https", url.substr(0, slash), 443, method, target->path};
+    request.exe = exe;
+    return policy.decide(request).allowed;
 }
 
 } // namespace
@@ -65,9 +67,14 @@ TEST_CASE("policies/: the examples decide as documented")
     auto policies = load_all();
 
     const CompiledPolicy& read = policies.at("github-read");
-    CHECK(read.policy().warnings.size() == 1);
-    CHECK(allows(read, "GET", "api.github.com/repos/o/r/issues/1"));
-    CHECK(allows(read, "GET", "api.github.com/repos/o/r/issues/1/comments?per_page=100"));
+    // binaries: [gh, curl], resolved against PATH; curl is a test dependency.
+    REQUIRE(read.binaries().contains("curl"));
+    REQUIRE_FALSE(read.binaries().at("curl").empty());
+    ExeIdentity curl = read.binaries().at("curl").front().id;
+    CHECK(allows(read, "GET", "api.github.com/repos/o/r/issues/1", curl));
+    CHECK(allows(read, "GET", "api.github.com/repos/o/r/issues/1/comments?per_page=100", curl));
+    CHECK_FALSE(allows(read, "GET", "api.github.com/repos/o/r/issues/1"));
+    CHECK_FALSE(allows(read, "GET", "api.github.com/repos/o/r/issues/1", ExeIdentity{curl.dev + 1, curl.ino}));
     CHECK_FALSE(allows(read, "POST", "api.github.com/repos/o/r/issues/1/comments"));
     CHECK_FALSE(allows(read, "GET", "api.github.com/repos/o/r/pulls/1"));
     CHECK_FALSE(allows(read, "GET", "api.github.com/repos/o/r/issues/1/../../pulls/1"));

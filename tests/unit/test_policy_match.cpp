@@ -400,8 +400,7 @@ rules:
     CHECK(describe(*policy) ==
           "policy 't' from t.yaml\n"
           "  Two rules\n"
-          "  1. read: allow GET,HEAD https://h.example/a/* [binaries: gh (not enforced)]\n"
+          "  1. read: allow GET,HEAD https://h.example/a/* [binaries: gh]\n"
           "  2. rules[1]: deny ANY https://*.example.com/**\n"
-          "  otherwise: deny\n"
-          "warning: " + policy->warnings.at(0) + "\n");
+          "  otherwise: deny\n");
 }

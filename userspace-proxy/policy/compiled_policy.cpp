@@ -1,5 +1,7 @@
+#include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <unordered_map>
 
@@ -60,9 +62,19 @@ struct CompiledPolicy::Index {
     struct Matcher {
         PathGlob glob;
         std::uint8_t methods;
+        bool any_binary;                 // the rule names no binaries
+        std::vector<ExeIdentity> binaries;  // sorted, for binary search
+
+        [[nodiscard]] bool admits(ExeIdentity exe) const
+        {
+            return any_binary ||
+                   (exe.known() && std::binary_search(binaries.begin(), binaries.end(), exe));
+        }
     };
 
     Policy policy;
+    BinaryTable binaries;
+    std::vector<std::pair<ExeIdentity, const ResolvedBinary*>> files;  // sorted by identity
     std::vector<Matcher> matchers;  // parallel to policy.rules
     HostIndex exact;                // DNS names and IP literals
     HostIndex wildcard;             // suffix of "*.suffix"
@@ -71,6 +83,15 @@ struct CompiledPolicy::Index {
 CompiledPolicy::CompiledPolicy(std::shared_ptr<const Index> index) : index_(std::move(index)) {}
 
 Result<CompiledPolicy> CompiledPolicy::compile(Policy policy)
+{
+    const char* path = std::getenv("PATH");
+    auto table = resolve_policy_binaries(policy, search_from_path_variable(path ? path : ""), policy.warnings);
+    if (!table)
+        return std::unexpected(table.error());
+    return compile(std::move(policy), std::move(*table));
+}
+
+Result<CompiledPolicy> CompiledPolicy::compile(Policy policy, BinaryTable binaries)
 {
     if (policy.rules.size() > static_cast<std::size_t>(INT_MAX))
         return fail(policy.source + ": too many rules");
@@ -105,11 +126,26 @@ Result<CompiledPolicy> CompiledPolicy::compile(Policy policy)
         if (!glob)
             return invalid(glob.error().message);
 
-        index->matchers.push_back(Index::Matcher{std::move(*glob), methods});
+        Index::Matcher matcher{std::move(*glob), methods, rule.binaries.empty(), {}};
+        for (const std::string& entry : rule.binaries) {
+            auto files = binaries.find(entry);
+            if (files == binaries.end())
+                return invalid("binaries entry '" + entry + "' was not resolved");
+            for (const ResolvedBinary& file : files->second)
+                matcher.binaries.push_back(file.id);
+        }
+        std::sort(matcher.binaries.begin(), matcher.binaries.end());
+        index->matchers.push_back(std::move(matcher));
         HostIndex& by_host = endpoint.wildcard_host ? index->wildcard : index->exact;
         by_host[endpoint.host].push_back(static_cast<std::uint32_t>(i));
     }
     index->policy = std::move(policy);
+    index->binaries = std::move(binaries);
+    for (const auto& [entry, files] : index->binaries)
+        for (const ResolvedBinary& file : files)
+            index->files.emplace_back(file.id, &file);
+    std::stable_sort(index->files.begin(), index->files.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
     return CompiledPolicy(std::move(index));
 }
 
@@ -117,6 +153,21 @@ const Policy& CompiledPolicy::policy() const
 {
     static const Policy empty;
     return index_ ? index_->policy : empty;
+}
+
+const BinaryTable& CompiledPolicy::binaries() const
+{
+    static const BinaryTable empty;
+    return index_ ? index_->binaries : empty;
+}
+
+const ResolvedBinary* CompiledPolicy::binary_of(ExeIdentity id) const
+{
+    if (!index_ || !id.known())
+        return nullptr;
+    auto it = std::lower_bound(index_->files.begin(), index_->files.end(), id,
+                               [](const auto& entry, ExeIdentity key) { return entry.first < key; });
+    return it != index_->files.end() && it->first == id ? it->second : nullptr;
 }
 
 Decision CompiledPolicy::decide(const Request& request) const
@@ -141,6 +192,9 @@ Decision CompiledPolicy::decide(const Request& request) const
     const Index& index = *index_;
     constexpr std::uint32_t none = UINT32_MAX;
     std::uint32_t best = none;
+    // The first allow rule that matched everything but the executable:
+    // what a denied client most needs to be told.
+    std::uint32_t binary_miss = none;
     // Each list is ascending; the earliest match over all lists wins, which
     // is what a linear scan of the whole rule list would have found.
     auto scan = [&](const std::vector<std::uint32_t>& candidates) {
@@ -151,6 +205,11 @@ Decision CompiledPolicy::decide(const Request& request) const
             const Index::Matcher& matcher = index.matchers[i];
             if (endpoint.port == request.port && (matcher.methods & method) != 0 &&
                 endpoint.scheme == request.scheme && matcher.glob.matches(segments)) {
+                if (!matcher.admits(request.exe)) {
+                    if (index.policy.rules[i].action == Action::allow && i < binary_miss)
+                        binary_miss = i;
+                    continue;
+                }
                 best = i;
                 return;
             }
@@ -167,8 +226,19 @@ Decision CompiledPolicy::decide(const Request& request) const
                 scan(it->second);
         }
     }
+    std::string miss;
+    if (binary_miss != none && binary_miss < best) {
+        const Rule& rule = index.policy.rules[binary_miss];
+        miss = "executable ";
+        miss += request.exe_name.empty() ? std::string_view("(unknown)") : request.exe_name;
+        miss += " (" + (request.exe.known() ? identity_text(request.exe) : std::string("identity not captured")) +
+                ") is not one of the binaries of rule '" + rule.name + "' [";
+        for (std::size_t b = 0; b < rule.binaries.size(); ++b)
+            miss += (b ? ", " : "") + rule.binaries[b];
+        miss += "]";
+    }
     if (best == none)
-        return deny_without_rule("no rule matched");
+        return deny_without_rule(miss.empty() ? "no rule matched" : miss + "; no other rule matched");
 
     const Rule& rule = index.policy.rules[best];
     bool allowed = rule.action == Action::allow;
@@ -184,6 +254,8 @@ Decision CompiledPolicy::decide(const Request& request) const
     if (request.port != default_port(request.scheme))
         reason += ':' + std::to_string(request.port);
     reason += request.path;
+    if (!allowed && !miss.empty())
+        reason = miss + "; " + reason;
     return Decision{allowed, static_cast<int>(best), rule.name, std::move(reason)};
 }
 

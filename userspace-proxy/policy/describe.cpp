@@ -33,7 +33,7 @@ std::string describe(const Policy& policy)
             out += " [binaries:";
             for (const std::string& binary : rule.binaries)
                 out += " " + binary;
-            out += " (not enforced)]";
+            out += "]";
         }
         out += '\n';
     }

@@ -216,7 +216,7 @@ Result<Rule> PolicyParser::rule(const YAML::Node& node, std::size_t index) const
     const std::string field = "rules[" + std::to_string(index) + "]";
     if (!node.IsMap() || !has_plain_tag(node, "tag:yaml.org,2002:map"))
         return error(node.Mark(), field, "expected a mapping, got " + kind_of(node));
-    auto fields = entries(node, field, {"name", "endpoint", "methods", "binaries", "action"});
+    auto fields = entries(node, field, {"name", "endpoint", "methods", "binaries", "action", "tls"});
     if (!fields)
         return std::unexpected(fields.error());
 
@@ -297,6 +297,30 @@ Result<Rule> PolicyParser::rule(const YAML::Node& node, std::size_t index) const
             return error(action->value_mark(), field + ".action",
                          "'" + *text + "' is not 'allow' or 'deny'");
     }
+
+    if (const Entry* tls = find(*fields, "tls")) {
+        auto text = string_value(tls->value, tls->value_mark(), field + ".tls");
+        if (!text)
+            return std::unexpected(text.error());
+        if (*text == "auto")
+            rule.tls = TlsMode::auto_select;
+        else if (*text == "passthrough")
+            rule.tls = TlsMode::passthrough;
+        else if (*text == "intercept")
+            rule.tls = TlsMode::intercept;
+        else
+            return error(tls->value_mark(), field + ".tls",
+                         "'" + *text + "' is not 'passthrough', 'intercept' or 'auto'");
+        if (rule.endpoint.scheme != "https")
+            return error(tls->value_mark(), field + ".tls", "applies only to https:// endpoints");
+        // Pass-through never sees a request, so it cannot enforce a method,
+        // a path or a deny.
+        if (rule.tls == TlsMode::passthrough &&
+            (rule.action != Action::allow || !rule.methods.empty() || rule.endpoint.path_glob != "/**"))
+            return error(tls->value_mark(), field + ".tls",
+                         "passthrough needs an allow rule for all methods and the path '/**' "
+                         "(the proxy cannot see requests it does not decrypt)");
+    }
     return rule;
 }
 
@@ -366,7 +390,6 @@ Result<Policy> PolicyParser::parse(std::string_view text) const
         return error(rules->value_mark(), "rules", "needs at least one rule");
 
     std::unordered_map<std::string, int> name_lines;
-    std::vector<std::string> unenforced;
     std::size_t index = 0;
     for (auto it = rules->value.begin(); it != rules->value.end(); ++it, ++index) {
         auto parsed = rule(*it, index);
@@ -377,20 +400,19 @@ Result<Policy> PolicyParser::parse(std::string_view text) const
             return error((*it)["name"].Mark(), "rules[" + std::to_string(index) + "].name",
                          "duplicate rule name '" + parsed->name + "' (first used by the rule at line " +
                              std::to_string(previous->second) + ")");
-        if (!parsed->binaries.empty())
-            unenforced.push_back(parsed->name);
         policy.rules.push_back(std::move(*parsed));
     }
 
-    if (!unenforced.empty()) {
-        std::string names;
-        for (const std::string& rule_name : unenforced)
-            names += (names.empty() ? "'" : ", '") + rule_name + "'";
-        policy.warnings.push_back(
-            "policy '" + policy.name + "': 'binaries:' in rule(s) " + names +
-            " is parsed but NOT enforced in this version of pinfold; these rules apply to every "
-            "process in the sandbox");
+    for (std::size_t i = 0; i < policy.rules.size(); ++i) {
+        const Rule& rule = policy.rules[i];
+        if (rule.tls != TlsMode::passthrough)
+            continue;
+        TlsPlan plan = plan_tls(policy, rule.endpoint.host, rule.endpoint.port, rule.endpoint.wildcard_host);
+        if (plan.intercept)
+            policy.warnings.push_back("rule '" + rule.name + "' asks for tls: passthrough but " + plan.reason +
+                                      " first: connections to " + rule.endpoint.host + " are intercepted");
     }
+
     return policy;
 }
 

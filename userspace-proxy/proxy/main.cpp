@@ -15,10 +15,30 @@
 #include "answered_resolver.hpp"
 #include "dns/dns_server.hpp"
 #include "proxy_server.hpp"
+#include "tls/certificate_authority.hpp"
 
 using namespace pinfold;
 
 namespace {
+
+// Writes all of `text` to a pipe, then closes it.
+Result<void> write_and_close(int fd, const std::string& text)
+{
+    std::size_t done = 0;
+    while (done < text.size()) {
+        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            auto err = fail_errno("write CA certificate");
+            ::close(fd);
+            return err;
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    return {};
+}
 
 Result<std::string> read_all(int fd)
 {
@@ -94,8 +114,37 @@ int serve(const proxy::ProxyOptions& options)
     }
     proxy::SystemResolver system_resolver(std::move(overrides));
     proxy::AnsweredResolver resolver(answers, system_resolver);
+    // The run CA: its key is made here and lives only in this process's
+    // memory (no file, no fd); only the certificate leaves, to the loader.
+    auto ca = tls::CertificateAuthority::create();
+    if (!ca) {
+        spdlog::error("{}", ca.error().what());
+        return 1;
+    }
+    std::string upstream_roots;
+    if (options.upstream_ca_fd >= 0) {
+        auto roots = read_all(options.upstream_ca_fd);
+        ::close(options.upstream_ca_fd);
+        if (!roots) {
+            spdlog::error("{}", roots.error().what());
+            return 1;
+        }
+        upstream_roots = std::move(*roots);
+    }
+    auto upstream_ctx = tls::make_upstream_context(upstream_roots);
+    if (!upstream_ctx) {
+        spdlog::error("{}", upstream_ctx.error().what());
+        return 1;
+    }
+    if (options.ca_out_fd >= 0) {
+        if (auto r = write_and_close(options.ca_out_fd, ca->certificate_pem()); !r) {
+            spdlog::error("{}", r.error().what());
+            return 1;
+        }
+    }
     AuditLog audit(options.audit_fd);
     proxy::ProxyServer server(origins, resolver, audit);
+    server.enable_tls(*ca, upstream_ctx->get());
     server.set_policy(options.sandbox_id,
                       std::make_shared<const policy::CompiledPolicy>(std::move(*compiled)));
     auto port = server.listen_loopback();

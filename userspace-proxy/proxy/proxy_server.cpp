@@ -17,6 +17,10 @@
 
 #include "http/parser.hpp"
 #include "request_gate.hpp"
+#include "splice_relay.hpp"
+#include "tls/client_hello.hpp"
+#include "tls/tls_stream.hpp"
+#include "tls_gate.hpp"
 
 namespace pinfold::proxy {
 
@@ -33,12 +37,27 @@ std::shared_ptr<spdlog::logger> log()
     return logger;
 }
 
+std::shared_ptr<spdlog::logger> tls_log()
+{
+    static auto logger = [] {
+        auto l = spdlog::get("proxy.tls");
+        return l ? l : spdlog::default_logger()->clone("proxy.tls");
+    }();
+    return logger;
+}
+
+// Fatal alerts sent in the clear to a TLS client the proxy refuses before
+// any session exists (RFC 8446 6.2): the client reports why it failed.
+const std::string alert_access_denied("\x15\x03\x03\x00\x02\x02\x31", 7);
+
 // epoll tags: listeners are small numbers, connections id*2 (+1 upstream).
 constexpr std::uint64_t stop_tag = 1;
 constexpr std::uint64_t listener_tag_base = 2;     // 2, 3
 constexpr std::uint64_t first_connection_id = 8;
 
-enum class Phase { head, exchange, closing };
+// head/exchange: HTTP (plain, or decrypted inside an intercepted TLS
+// session); relay: TLS passed through untouched.
+enum class Phase { head, exchange, relay, closing };
 
 const char* reason_phrase(int status)
 {
@@ -115,6 +134,19 @@ struct Connection {
     std::uint32_t client_mask = 0;
     std::uint32_t upstream_mask = 0;
     Clock::time_point deadline;
+    // TLS. While `opaque`, client bytes are TLS the proxy has not decrypted
+    // (a hello being read, or a pass-through relay): nothing may be
+    // answered in plain text. Intercepted sessions carry a TlsStream per
+    // side; client_in/client_out (upstream_in/upstream_out) then hold
+    // plaintext and the *_cipher_out buffers what goes on the wire.
+    bool classified = false;
+    bool opaque = false;
+    tls::ClientHelloParser hello;
+    std::size_t hello_fed = 0;
+    std::string tls_identity;   // SNI name, or the dialled IP without SNI
+    std::unique_ptr<tls::TlsStream> client_tls, upstream_tls;
+    std::string client_cipher_out, upstream_cipher_out;
+    std::optional<SpliceRelay> relay;
 };
 
 struct ProxyServer::State {
@@ -128,6 +160,8 @@ struct ProxyServer::State {
     std::uint64_t next_id = first_connection_id;
     std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> connections;
     std::unordered_map<std::uint64_t, std::shared_ptr<const policy::CompiledPolicy>> policies;
+    std::unique_ptr<tls::LeafContexts> leaves;   // null: TLS disabled
+    SSL_CTX* upstream_ctx = nullptr;
 
     State(OriginSource& o, Resolver& r, AuditLog& a, ProxyLimits l) : origins(o), resolver(r), audit(a), limits(l) {}
 
@@ -152,6 +186,14 @@ struct ProxyServer::State {
     void advance(Connection& c) noexcept;
     bool step_head(Connection& c) noexcept;
     bool step_exchange(Connection& c) noexcept;
+    bool step_hello(Connection& c) noexcept;
+    bool step_relay(Connection& c) noexcept;
+    void deny_tls(Connection& c, const std::string& host, const std::string& reason, const std::string& alert) noexcept;
+    bool pump_tls(Connection& c, bool upstream) noexcept;
+    [[nodiscard]] bool client_drained(const Connection& c) const noexcept
+    {
+        return c.client_out.empty() && c.client_cipher_out.empty();
+    }
     void reject(Connection& c, int status, const std::string& rule, const std::string& reason) noexcept;
     bool connect_upstream(Connection& c) noexcept;
     void finish_record(Connection& c, std::optional<int> status, const std::string& reason_if_unfinished) noexcept;
@@ -182,6 +224,12 @@ ProxyServer::~ProxyServer()
 void ProxyServer::set_policy(std::uint64_t sandbox_id, std::shared_ptr<const policy::CompiledPolicy> policy)
 {
     state_->policies[sandbox_id] = std::move(policy);
+}
+
+void ProxyServer::enable_tls(const tls::CertificateAuthority& ca, SSL_CTX* upstream)
+{
+    state_->leaves = std::make_unique<tls::LeafContexts>(ca);
+    state_->upstream_ctx = upstream;
 }
 
 Result<std::uint16_t> ProxyServer::listen_loopback()
@@ -292,6 +340,10 @@ void ProxyServer::State::on_event(std::uint64_t tag, std::uint32_t events) noexc
         }
         touch(c);
     }
+    if (c.phase == Phase::relay) {
+        advance(c);   // splice moves the bytes; nothing is read into memory
+        return;
+    }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
         read_side(c, upstream);
     if (events & EPOLLOUT) {
@@ -358,9 +410,16 @@ void ProxyServer::State::read_side(Connection& c, bool upstream) noexcept
     bool& eof = upstream ? c.upstream_eof : c.client_eof;
     if (fd < 0 || eof || (upstream && c.upstream_connecting))
         return;
+    tls::TlsStream* tls = upstream ? c.upstream_tls.get() : c.client_tls.get();
     char buf[64 * 1024];
     for (int i = 0; i < 16 && in.size() < limits.max_buffer; ++i) {
         ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n > 0 && tls) {
+            tls->feed(std::string_view(buf, static_cast<std::size_t>(n)));
+            if (!pump_tls(c, upstream))
+                return;
+            continue;
+        }
         if (n > 0) {
             in.append(buf, static_cast<std::size_t>(n));
             continue;
@@ -373,10 +432,17 @@ void ProxyServer::State::read_side(Connection& c, bool upstream) noexcept
 
 bool ProxyServer::State::write_side(Connection& c, bool upstream) noexcept
 {
-    int fd = upstream ? c.upstream : c.client;
-    std::string& out = upstream ? c.upstream_out : c.client_out;
-    if (fd < 0 || (upstream && c.upstream_connecting))
+    if ((upstream ? c.upstream : c.client) < 0 || (upstream && c.upstream_connecting))
         return true;
+    bool tls = upstream ? c.upstream_tls != nullptr : c.client_tls != nullptr;
+    // Encrypting may fail (and reject() drop the upstream): look again.
+    if (tls && !pump_tls(c, upstream))
+        return true;
+    int fd = upstream ? c.upstream : c.client;
+    if (fd < 0)
+        return true;
+    std::string& out = tls ? (upstream ? c.upstream_cipher_out : c.client_cipher_out)
+                           : (upstream ? c.upstream_out : c.client_out);
     while (!out.empty()) {
         ssize_t n = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL);
         if (n > 0) {
@@ -405,7 +471,7 @@ void ProxyServer::State::finish_record(Connection& c, std::optional<int> status,
 void ProxyServer::State::reject(Connection& c, int status, const std::string& rule, const std::string& reason) noexcept
 {
     try {
-        if (!c.response_sent_any) {
+        if (!c.response_sent_any && !c.opaque) {
             std::string response = error_response(status, rule, reason, c.record.method, c.record.host, c.record.path);
             c.record.bytes_out += response.size();
             c.client_out += response;
@@ -420,6 +486,8 @@ void ProxyServer::State::reject(Connection& c, int status, const std::string& ru
     }
     log()->debug("connection {}: {} {}", c.id, status, reason);
     c.phase = Phase::closing;
+    c.upstream_tls.reset();
+    c.upstream_cipher_out.clear();
     if (c.upstream >= 0) {
         ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.upstream, nullptr);
         ::close(c.upstream);
@@ -460,6 +528,18 @@ bool ProxyServer::State::connect_upstream(Connection& c) noexcept
         ::close(fd);
         return false;
     }
+    if (c.client_tls) {
+        // Toward the dialled address, named and verified as the SNI said.
+        auto session = tls::TlsStream::connect(upstream_ctx, c.tls_identity);
+        if (!session) {
+            ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+            ::close(fd);
+            errno = EPROTO;
+            return false;
+        }
+        c.upstream_tls = std::move(*session);
+        c.upstream_cipher_out.clear();
+    }
     c.upstream = fd;
     c.upstream_mask = EPOLLOUT;
     c.upstream_connecting = true;
@@ -475,6 +555,12 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
         if (c.client_eof)
             c.phase = Phase::closing;
         return c.client_eof;
+    }
+    // Classify by the first bytes, whatever the port: TLS or HTTP.
+    if (!c.classified) {
+        if (tls::starts_like_tls(static_cast<unsigned char>(c.client_in[0])))
+            return step_hello(c);
+        c.classified = true;
     }
     auto parsed = http::parse_request_head(c.client_in);
     c.record = record_for(c.origin);
@@ -517,13 +603,21 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     }
     auto policy_it = policies.find(c.origin.sandbox_id);
     const policy::CompiledPolicy* policy = policy_it == policies.end() ? nullptr : policy_it->second.get();
-    GateDecision d = decide_request(policy, resolver, c.origin, head, "http");
+    GateDecision d = decide_request(policy, resolver, c.origin, head, c.client_tls ? "https" : "http");
     c.record.host = d.host;
     c.record.path = d.path;
     c.record.rule = d.rule;
     c.record.reason = d.reason;
+    if (c.client_tls)
+        c.record.event = "https";
     if (!d.allowed) {
         reject(c, d.status, d.rule, d.reason);
+        return true;
+    }
+    // Domain fronting: the session was opened (and its upstream will be
+    // verified) for one name; every request in it must be for that name.
+    if (c.client_tls && d.host != c.tls_identity) {
+        reject(c, 403, "", "Host " + d.host + " differs from the TLS server name " + c.tls_identity);
         return true;
     }
     c.record.verdict = "allow";
@@ -634,9 +728,158 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
         ::close(c.upstream);
         c.upstream = -1;
         c.upstream_mask = 0;
+        c.upstream_tls.reset();
+        c.upstream_cipher_out.clear();
     }
     c.phase = Phase::head;
     return true;
+}
+
+// ---- TLS: classification, pass-through, interception ----
+
+bool ProxyServer::State::pump_tls(Connection& c, bool upstream) noexcept
+{
+    tls::TlsStream* tls = upstream ? c.upstream_tls.get() : c.client_tls.get();
+    if (!tls)
+        return true;
+    auto r = upstream ? tls->pump(c.upstream_in, c.upstream_out, c.upstream_cipher_out)
+                      : tls->pump(c.client_in, c.client_out, c.client_cipher_out);
+    if (!r) {
+        if (upstream) {
+            // Verification or protocol failure toward the real server: the
+            // client gets a 502 inside its own (healthy) session.
+            tls_log()->debug("connection {}: upstream TLS: {}", c.id, r.error().message);
+            c.record.verdict = "deny";
+            reject(c, 502, c.record.rule, "upstream TLS with " + c.tls_identity + ": " + r.error().message);
+        } else {
+            // Most often the client refused the run CA (no trust injected).
+            AuditRecord rec = record_for(c.origin);
+            rec.event = "tls";
+            rec.verdict = "deny";
+            rec.host = c.tls_identity;
+            rec.reason = "client TLS: " + r.error().message;
+            audit.write(rec);
+            c.client_eof = true;
+            c.client_out.clear();
+            c.phase = Phase::closing;
+        }
+        return false;
+    }
+    if (tls->peer_closed())
+        (upstream ? c.upstream_eof : c.client_eof) = true;
+    return true;
+}
+
+void ProxyServer::State::deny_tls(Connection& c, const std::string& host, const std::string& reason,
+                                  const std::string& alert) noexcept
+{
+    AuditRecord rec = record_for(c.origin);
+    rec.event = "tls";
+    rec.verdict = "deny";
+    rec.host = host;
+    rec.reason = reason;
+    audit.write(rec);
+    tls_log()->debug("connection {}: TLS denied: {}", c.id, reason);
+    c.client_out = alert;
+    c.response_sent_any = true;
+    c.phase = Phase::closing;
+}
+
+bool ProxyServer::State::step_hello(Connection& c) noexcept
+{
+    c.opaque = true;
+    tls::HelloStatus status = c.hello.feed(std::string_view(c.client_in).substr(c.hello_fed));
+    c.hello_fed = c.client_in.size();
+    if (status == tls::HelloStatus::malformed) {
+        // Garbage that merely starts like TLS gets no answer, as non-HTTP
+        // bytes get none.
+        deny_tls(c, "", "not HTTP or TLS: malformed TLS ClientHello: " + c.hello.error(), "");
+        return true;
+    }
+    if (status == tls::HelloStatus::need_more) {
+        if (!c.client_eof)
+            return false;
+        deny_tls(c, "", "connection closed inside the TLS ClientHello", "");
+        return true;
+    }
+    c.classified = true;
+    auto policy_it = policies.find(c.origin.sandbox_id);
+    const policy::CompiledPolicy* policy = policy_it == policies.end() ? nullptr : policy_it->second.get();
+    TlsVerdict v = decide_tls(policy, resolver, c.origin, c.hello.hello());
+    if (v.action != TlsAction::deny && !leaves)
+        v = TlsVerdict{TlsAction::deny, v.identity, "", "TLS is not enabled in this proxy"};
+    if (v.action == TlsAction::deny) {
+        deny_tls(c, v.identity, v.reason, alert_access_denied);
+        return true;
+    }
+    c.tls_identity = v.identity;
+    c.record = record_for(c.origin);
+    c.record.host = v.identity;
+    c.record.rule = v.rule;
+    if (v.action == TlsAction::passthrough) {
+        auto relay = SpliceRelay::create();
+        if (!relay) {
+            deny_tls(c, v.identity, relay.error().what(), alert_access_denied);
+            return true;
+        }
+        c.relay.emplace(std::move(*relay));
+        AuditRecord rec = c.record;
+        rec.event = "tls";
+        rec.verdict = "allow";
+        rec.reason = "pass-through: " + v.reason;
+        audit.write(rec);
+        c.record.event = "tls";
+        if (!connect_upstream(c)) {
+            reject(c, 502, v.rule, "cannot connect to " + c.record.destination + ": " + std::strerror(errno));
+            return true;
+        }
+        // The hello goes out first, as read; the relay takes over after it.
+        c.upstream_out = std::move(c.client_in);
+        c.client_in.clear();
+        c.phase = Phase::relay;
+        return true;
+    }
+    auto ctx = leaves->context_for(v.identity);
+    if (!ctx) {
+        deny_tls(c, v.identity, "cannot mint a certificate: " + ctx.error().message, alert_access_denied);
+        return true;
+    }
+    auto session = tls::TlsStream::accept(*ctx);
+    if (!session) {
+        deny_tls(c, v.identity, session.error().message, alert_access_denied);
+        return true;
+    }
+    c.client_tls = std::move(*session);
+    c.client_tls->feed(c.client_in);
+    c.client_in.clear();
+    c.opaque = false;   // from here on the proxy answers inside the session
+    tls_log()->debug("connection {}: intercepting {} ({})", c.id, v.identity, v.reason);
+    pump_tls(c, false);
+    return true;
+}
+
+bool ProxyServer::State::step_relay(Connection& c) noexcept
+{
+    if (c.upstream_connecting || c.upstream < 0 || !c.relay)
+        return false;
+    if (!c.upstream_out.empty()) {
+        if (!write_side(c, true)) {
+            finish_record(c, std::nullopt, "upstream refused the ClientHello");
+            c.phase = Phase::closing;
+            return true;
+        }
+        if (!c.upstream_out.empty())
+            return false;
+    }
+    SpliceRelay::Step step = c.relay->pump(c.client, c.upstream);
+    c.record.bytes_in = c.relay->bytes_to_upstream();
+    c.record.bytes_out = c.relay->bytes_to_client();
+    if (!step.error.empty() || step.done) {
+        tls_log()->debug("connection {}: relay ended{}{}", c.id, step.error.empty() ? "" : ": ", step.error);
+        c.phase = Phase::closing;
+        return true;
+    }
+    return step.progress;
 }
 
 void ProxyServer::State::advance(Connection& c) noexcept
@@ -647,8 +890,11 @@ void ProxyServer::State::advance(Connection& c) noexcept
         switch (c.phase) {
         case Phase::head: progress = step_head(c); break;
         case Phase::exchange: progress = step_exchange(c); break;
+        case Phase::relay: progress = step_relay(c); break;
         case Phase::closing: progress = false; break;
         }
+        if (c.phase == Phase::closing && c.client_tls && c.client_out.empty())
+            c.client_tls->close(c.client_cipher_out);
         if (!write_side(c, false) || !write_side(c, true)) {
             close_connection(c);
             return;
@@ -656,7 +902,7 @@ void ProxyServer::State::advance(Connection& c) noexcept
         if (!progress)
             break;
     }
-    if (c.phase == Phase::closing && c.client_out.empty()) {
+    if (c.phase == Phase::closing && client_drained(c)) {
         close_connection(c);
         return;
     }
@@ -670,10 +916,16 @@ void ProxyServer::State::advance(Connection& c) noexcept
 void ProxyServer::State::update_interest(Connection& c) noexcept
 {
     std::uint32_t client_mask = 0;
-    if (!c.client_eof && c.phase != Phase::closing && c.client_in.size() < limits.max_buffer)
-        client_mask |= EPOLLIN;
-    if (!c.client_out.empty())
-        client_mask |= EPOLLOUT;
+    bool relaying = c.phase == Phase::relay && c.relay && !c.upstream_connecting && c.upstream_out.empty();
+    if (relaying) {
+        client_mask = c.relay->client_events();
+    } else {
+        if (!c.client_eof && c.phase != Phase::closing && c.phase != Phase::relay &&
+            c.client_in.size() < limits.max_buffer)
+            client_mask |= EPOLLIN;
+        if (!client_drained(c))
+            client_mask |= EPOLLOUT;
+    }
     if (client_mask != c.client_mask) {
         epoll_event ev{};
         ev.events = client_mask;
@@ -684,9 +936,16 @@ void ProxyServer::State::update_interest(Connection& c) noexcept
     if (c.upstream < 0)
         return;
     std::uint32_t upstream_mask = 0;
-    if (c.upstream_connecting || !c.upstream_out.empty())
+    // Plaintext waits inside an unfinished handshake; only ciphertext
+    // (or plain bytes on a plain or relayed connection) wants the socket.
+    bool sendable = !c.upstream_cipher_out.empty() ||
+                    (!c.upstream_out.empty() && (!c.upstream_tls || c.upstream_tls->established()));
+    if (relaying)
+        upstream_mask = c.relay->upstream_events();
+    else if (c.upstream_connecting || sendable)
         upstream_mask |= EPOLLOUT;
-    if (!c.upstream_connecting && !c.upstream_eof && c.upstream_in.size() < limits.max_buffer)
+    if (!relaying && c.phase != Phase::relay && !c.upstream_connecting && !c.upstream_eof &&
+        c.upstream_in.size() < limits.max_buffer)
         upstream_mask |= EPOLLIN;
     if (upstream_mask != c.upstream_mask) {
         epoll_event ev{};

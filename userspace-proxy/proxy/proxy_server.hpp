@@ -12,6 +12,7 @@
 #include "pinfold/audit_log.hpp"
 #include "policy/policy.hpp"
 #include "resolver.hpp"
+#include "tls/certificate_authority.hpp"
 
 namespace pinfold::proxy {
 
@@ -31,6 +32,11 @@ public:
     // Policy for connections whose origin names this sandbox. Connections
     // of a sandbox without one are denied.
     void set_policy(std::uint64_t sandbox_id, std::shared_ptr<const policy::CompiledPolicy> policy);
+
+    // TLS on steered connections: leaves minted by `ca`, upstream sessions
+    // verified with `upstream` (both borrowed, outliving run()). Without
+    // this every TLS connection is denied.
+    void enable_tls(const tls::CertificateAuthority& ca, SSL_CTX* upstream);
 
     // Listens on 127.0.0.1 and [::1] on one port the kernel picks; returns it.
     [[nodiscard]] Result<std::uint16_t> listen_loopback();

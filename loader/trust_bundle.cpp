@@ -1,0 +1,104 @@
+#include "trust_bundle.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace pinfold::loader {
+
+namespace {
+
+Result<void> write_file(const std::string& path, const std::string& text)
+{
+    // O_EXCL|O_NOFOLLOW: never write through something planted in the way.
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return fail_errno("create " + path);
+    std::size_t done = 0;
+    while (done < text.size()) {
+        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            auto err = fail_errno("write " + path);
+            ::close(fd);
+            return err;
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    ::fchmod(fd, 0644);   // not narrowed by the umask: the sandbox's uid reads it
+    ::close(fd);
+    return {};
+}
+
+} // namespace
+
+std::vector<std::string> TrustBundle::environment() const
+{
+    return environment(bundle_path, ca_path);
+}
+
+std::vector<std::string> TrustBundle::environment(std::string_view bundle_in_sandbox,
+                                                  std::string_view ca_in_sandbox) const
+{
+    std::string bundle(bundle_in_sandbox);
+    return {
+        "SSL_CERT_FILE=" + bundle,
+        "CURL_CA_BUNDLE=" + bundle,
+        "REQUESTS_CA_BUNDLE=" + bundle,
+        "GIT_SSL_CAINFO=" + bundle,
+        // Node keeps its own roots and adds these; the run CA alone suffices.
+        "NODE_EXTRA_CA_CERTS=" + std::string(ca_in_sandbox),
+    };
+}
+
+TrustBundle plan_trust_bundle(const std::string& run_name, const std::string& parent)
+{
+    TrustBundle b;
+    b.directory = parent + "/" + run_name;
+    b.bundle_path = b.directory + "/ca-bundle.pem";
+    b.ca_path = b.directory + "/run-ca.pem";
+    return b;
+}
+
+Result<void> write_trust_bundle(const TrustBundle& bundle, const std::string& ca_pem, std::string_view system_bundle)
+{
+    if (ca_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos ||
+        ca_pem.find("PRIVATE KEY") != std::string::npos)
+        return fail("the proxy reported no CA certificate (or more than a certificate)");
+    std::filesystem::path dir(bundle.directory);
+    if (::mkdir(dir.parent_path().c_str(), 0755) != 0 && errno != EEXIST)
+        return fail_errno("create " + dir.parent_path().string());
+    // A leftover of a crashed run with the same pid is replaced.
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    if (::mkdir(dir.c_str(), 0755) != 0)
+        return fail_errno("create " + bundle.directory);
+    ::chmod(dir.c_str(), 0755);
+
+    std::string roots;
+    std::ifstream in{std::string(system_bundle), std::ios::binary};
+    if (in) {
+        std::ostringstream text;
+        text << in.rdbuf();
+        roots = text.str();
+        if (!roots.empty() && roots.back() != '\n')
+            roots += '\n';
+    }
+    if (auto r = write_file(bundle.ca_path, ca_pem); !r)
+        return r;
+    return write_file(bundle.bundle_path, roots + "# pinfold run CA\n" + ca_pem);
+}
+
+void remove_trust_bundle(const TrustBundle& bundle) noexcept
+{
+    std::error_code ec;
+    if (!bundle.directory.empty())
+        std::filesystem::remove_all(bundle.directory, ec);
+}
+
+} // namespace pinfold::loader
