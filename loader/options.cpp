@@ -7,6 +7,7 @@
 #include <boost/program_options.hpp>
 
 #include "dns/dns_server.hpp"
+#include "pinfold/units.hpp"
 
 namespace pinfold::loader {
 
@@ -56,11 +57,10 @@ Result<void> check_sandbox_flags(SandboxOptions& s)
         return fail("pinfold run: --sandbox '" + f.sandbox + "' is not on or off");
     s.enabled = f.sandbox == "on";
     if (!f.cpus.empty()) {
-        char* end = nullptr;
-        double cpus = std::strtod(f.cpus.c_str(), &end);
-        if (end == f.cpus.c_str() || *end != '\0' || !(cpus >= 0.01) || cpus > 4096)
-            return fail("pinfold run: --cpus '" + f.cpus + "': expected a number of CPUs such as 1 or 1.5");
-        s.limits.cpus = cpus;
+        auto cpus = parse_cpus(f.cpus);
+        if (!cpus)
+            return fail("pinfold run: --cpus " + cpus.error().what());
+        s.limits.cpus = *cpus;
     }
     if (!f.memory.empty()) {
         auto bytes = parse_size(f.memory);

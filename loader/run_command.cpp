@@ -354,9 +354,24 @@ int run_sandbox_checked(const RunOptions& options)
     // the proxy has made the CA.
     TrustBundle trust = plan_trust_bundle("run-" + std::to_string(::getpid()));
     std::optional<WrittenTrustBundle> trust_files;
+    // The policy's limits (the agent profile) unless a flag says otherwise.
+    SandboxLimits limits_wanted = options.sandbox.limits;
+    if (options.sandbox.enabled) {
+        limits_wanted.cpus = limits_wanted.cpus ? limits_wanted.cpus : parsed->limits.cpus;
+        limits_wanted.memory_bytes = limits_wanted.memory_bytes ? limits_wanted.memory_bytes : parsed->limits.memory_bytes;
+        limits_wanted.pids = limits_wanted.pids ? limits_wanted.pids : parsed->limits.pids;
+    } else if (parsed->limits.cpus || parsed->limits.memory_bytes || parsed->limits.pids) {
+        log()->warn("--sandbox off: the policy's cpus, memory and pids limits are not applied");
+    }
+    if (!limits_wanted.timeout)
+        limits_wanted.timeout = parsed->limits.timeout;
     std::optional<SandboxPlan> sandbox_plan;
     if (options.sandbox.enabled) {
-        auto plan = make_sandbox_plan(options.sandbox, trust.environment(), {});
+        // Clients that ignore the variables read the distribution's path.
+        std::vector<MountStep> trust_mounts;
+        if (::access(std::string(system_ca_bundle).c_str(), F_OK) == 0)
+            trust_mounts.push_back({MountKind::bind_ro, trust.bundle_path, std::string(system_ca_bundle), {}});
+        auto plan = make_sandbox_plan(options.sandbox, trust.environment(), trust_mounts);
         if (!plan) {
             log()->error("{}", plan.error().what());
             return exit_internal;
@@ -448,7 +463,7 @@ int run_sandbox_checked(const RunOptions& options)
     if (!sandbox_cgroup)
         return fail_run(sandbox_cgroup.error());
     run.sandbox_cgroup.emplace(std::move(*sandbox_cgroup));
-    auto limits = ResourceLimits::apply(options.sandbox.limits, *cgroup_root, run.sandbox_cgroup->path(), run_name,
+    auto limits = ResourceLimits::apply(limits_wanted, *cgroup_root, run.sandbox_cgroup->path(), run_name,
                                         paths.lock_dir);
     if (!limits)
         return fail_run(limits.error());
@@ -584,7 +599,7 @@ int run_sandbox_checked(const RunOptions& options)
     OwnedFd timer_fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
     if (timer_fd.get() < 0)
         return fail_run(Error{errno, "timerfd_create"});
-    if (auto timeout = options.sandbox.limits.timeout) {
+    if (auto timeout = limits_wanted.timeout) {
         itimerspec when{};
         when.it_value.tv_sec = static_cast<time_t>(timeout->count() / 1000);
         when.it_value.tv_nsec = static_cast<long>(timeout->count() % 1000) * 1000000L;

@@ -81,10 +81,6 @@ struct SandboxPlan {
 // Paths the sandbox never sees, whatever --ro/--rw say.
 [[nodiscard]] const std::vector<std::string>& always_hidden_paths();
 
-// Parses "512M", "2G", "1.5G", "1048576" (bytes; K/M/G/T are powers of 1024).
-[[nodiscard]] Result<std::uint64_t> parse_size(const std::string& text);
-// Parses "300", "300s", "5m", "1h", "1.5m".
-[[nodiscard]] Result<std::chrono::milliseconds> parse_duration(const std::string& text);
 
 // Builds the plan. `extra_env` comes from other parts of pinfold (proxy
 // and CA variables) and wins over the passed environment; --env wins over

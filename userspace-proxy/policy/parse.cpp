@@ -11,6 +11,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "pinfold/units.hpp"
 #include "policy/policy.hpp"
 
 namespace pinfold::policy {
@@ -352,7 +353,7 @@ Result<Policy> PolicyParser::parse(std::string_view text) const
     if (!root.IsMap() || !has_plain_tag(root, "tag:yaml.org,2002:map"))
         return error(root.Mark(), "", "policy must be a mapping with 'name' and 'rules', got " + kind_of(root));
 
-    auto fields = entries(root, "", {"name", "description", "rules"});
+    auto fields = entries(root, "", {"name", "description", "limits", "rules"});
     if (!fields)
         return std::unexpected(fields.error());
 
@@ -379,6 +380,44 @@ Result<Policy> PolicyParser::parse(std::string_view text) const
             if ((static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') || c == 0x7f)
                 return error(description->value_mark(), "description", "contains a control character");
         policy.description = std::move(*text);
+    }
+
+    // The agent profile's sandbox limits; pinfold's flags override them.
+    if (const Entry* limits = find(*fields, "limits")) {
+        if (!limits->value.IsMap() || !has_plain_tag(limits->value, "tag:yaml.org,2002:map"))
+            return error(limits->value_mark(), "limits", "expected a mapping, got " + kind_of(limits->value));
+        auto items = entries(limits->value, "limits", {"cpus", "memory", "pids", "timeout"});
+        if (!items)
+            return std::unexpected(items.error());
+        for (const Entry& item : *items) {
+            std::string field = "limits." + item.key;
+            auto text = item.value.IsScalar() ? Result<std::string>(item.value.Scalar())
+                                              : string_value(item.value, item.value_mark(), field);
+            if (!text)
+                return std::unexpected(text.error());
+            if (item.key == "cpus") {
+                auto cpus = parse_cpus(*text);
+                if (!cpus)
+                    return error(item.value_mark(), field, cpus.error().message);
+                policy.limits.cpus = *cpus;
+            } else if (item.key == "memory") {
+                auto bytes = parse_size(*text);
+                if (!bytes)
+                    return error(item.value_mark(), field, bytes.error().message);
+                policy.limits.memory_bytes = *bytes;
+            } else if (item.key == "pids") {
+                char* end = nullptr;
+                unsigned long long pids = std::strtoull(text->c_str(), &end, 10);
+                if (text->empty() || *end != '\0' || (*text)[0] == '-' || pids < 1 || pids > 4194304)
+                    return error(item.value_mark(), field, "'" + *text + "' is not a whole number of tasks");
+                policy.limits.pids = pids;
+            } else {
+                auto timeout = parse_duration(*text);
+                if (!timeout)
+                    return error(item.value_mark(), field, timeout.error().message);
+                policy.limits.timeout = *timeout;
+            }
+        }
     }
 
     const Entry* rules = find(*fields, "rules");

@@ -4,7 +4,9 @@
 // CompiledPolicy indexes it by host so a decision costs the same with 10 or
 // 10 000 rules. First matching rule wins; no match denies.
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -39,9 +41,18 @@ struct Rule {
     int line = 0;                       // 1-based line of the rule in the file
 };
 
+// The `limits:` of an agent profile: the sandbox's resource limits.
+struct PolicyLimits {
+    std::optional<double> cpus;
+    std::optional<std::uint64_t> memory_bytes;
+    std::optional<std::uint64_t> pids;
+    std::optional<std::chrono::milliseconds> timeout;
+};
+
 struct Policy {
     std::string name;
     std::string description;
+    PolicyLimits limits;
     std::vector<Rule> rules;
     std::vector<std::string> warnings;  // for the caller to print loudly
     std::string source;                 // file name given to the parser
