@@ -34,6 +34,12 @@ std::string format_audit_record(const AuditRecord& r, std::int64_t unix_time_ns)
     j["pid"] = r.pid;
     j["uid"] = r.uid;
     j["cgroup"] = r.cgroup;
+    if (!r.exe.empty())
+        j["exe"] = r.exe;
+    if (!r.exe_id.empty())
+        j["exe_id"] = r.exe_id;
+    if (!r.identity.empty())
+        j["identity"] = r.identity;
     if (!r.destination.empty())
         j["destination"] = r.destination;
     if (!r.host.empty())

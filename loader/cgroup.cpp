@@ -1,4 +1,5 @@
 #include "cgroup.hpp"
+#include "cgroup_level.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -116,7 +117,15 @@ Result<CgroupDir> CgroupDir::create(const std::string& root, const std::string& 
         ::rmdir(path.c_str());
         return std::unexpected(id.error());
     }
-    return CgroupDir(path, fd, *id, depth_below(root, path));
+    // Levels are global (what bpf_get_current_ancestor_cgroup_id counts),
+    // not counted from the mount: they differ inside a cgroup namespace.
+    auto mount_level = cgroup_mount_level(root);
+    if (!mount_level) {
+        ::close(fd);
+        ::rmdir(path.c_str());
+        return std::unexpected(mount_level.error());
+    }
+    return CgroupDir(path, fd, *id, *mount_level + depth_below(root, path));
 }
 
 CgroupDir::CgroupDir(CgroupDir&& other) noexcept

@@ -19,7 +19,8 @@ namespace pinfold::loader {
 class CgroupDir {
 public:
     // Creates `relative` (which must not exist) below the hierarchy's
-    // mount point `root`; the level is counted from that root.
+    // mount point `root`. The level is the kernel's global one, so it is
+    // right inside a cgroup namespace too (see cgroup_level.hpp).
     [[nodiscard]] static Result<CgroupDir> create(const std::string& root, const std::string& relative);
 
     CgroupDir(CgroupDir&& other) noexcept;
@@ -30,7 +31,7 @@ public:
     [[nodiscard]] const std::string& path() const noexcept { return path_; }
     [[nodiscard]] int fd() const noexcept { return fd_; }          // O_RDONLY|O_DIRECTORY
     [[nodiscard]] std::uint64_t id() const noexcept { return id_; }
-    [[nodiscard]] unsigned level() const noexcept { return level_; } // depth below the root
+    [[nodiscard]] unsigned level() const noexcept { return level_; } // global depth
 
     // SIGKILLs every process in the subtree (cgroup.kill, 5.14+) and waits
     // until it is empty or `timeout` passes.

@@ -104,7 +104,10 @@ po::options_description run_description(RunOptions& o)
         ("upstream-ca", po::value(&o.upstream_ca_path),
          "PEM file of the roots that verify HTTPS servers (default: the system's)")
         ("dns-upstream", po::value(&o.dns_upstream),
-         "ADDR:PORT the sandbox's allowed DNS queries go to (default: first nameserver of /etc/resolv.conf)");
+         "ADDR:PORT the sandbox's allowed DNS queries go to (default: first nameserver of /etc/resolv.conf)")
+        ("allow-degraded-identity", po::bool_switch(&o.allow_degraded_identity),
+         "start a policy with binaries: without CAP_PERFMON instead of refusing: those rules then admit "
+         "no connection, and every decision is audited as degraded (docs/identity.md)");
     add_sandbox_options(desc, o.sandbox);
     return desc;
 }

@@ -20,6 +20,7 @@ struct RunOptions {
     std::string proxy_path;              // "" -> pinfold-proxy beside this binary
     std::string upstream_ca_path;        // "" -> the system roots verify upstream TLS
     std::string dns_upstream;            // ADDR:PORT; "" -> first nameserver of /etc/resolv.conf
+    bool allow_degraded_identity = false; // binaries: without kernel capture (docs/identity.md)
     SandboxOptions sandbox;              // --workspace, --ro/--rw/--hide, --env, limits
 };
 

@@ -23,6 +23,7 @@
 #include "cgroup.hpp"
 #include "dns/dns_server.hpp"
 #include "child_process.hpp"
+#include "exe_identity.hpp"
 #include "limits.hpp"
 #include "privileges.hpp"
 #include "sandbox_spec.hpp"
@@ -346,8 +347,26 @@ int run_sandbox_checked(const RunOptions& options)
     }
     for (const auto& warning : parsed->warnings)
         log()->warn("{}", warning);
-    if (auto compiled = policy::CompiledPolicy::compile(*parsed); !compiled) {
+    // binaries: are resolved here, with the sandbox's PATH and our view of
+    // the files, and handed to the proxy (which may not even see them).
+    std::vector<std::string> binary_warnings;
+    auto binaries = policy::resolve_policy_binaries(*parsed, sandbox_binary_search(), binary_warnings);
+    if (!binaries) {
+        log()->error("{}", binaries.error().what());
+        return exit_internal;
+    }
+    for (const auto& warning : binary_warnings)
+        log()->warn("{}", warning);
+    if (auto compiled = policy::CompiledPolicy::compile(*parsed, *binaries); !compiled) {
         log()->error("{}", compiled.error().what());
+        return exit_internal;
+    }
+    bool capture_exe = exe_capture_permitted();
+    if (!capture_exe)
+        log()->warn("executable identity cannot be captured at connect time (loading the capture needs "
+                    "CAP_PERFMON): binaries: rules cannot be enforced by the kernel");
+    if (auto r = check_identity_capability(*parsed, capture_exe, options.allow_degraded_identity); !r) {
+        log()->error("{}", r.error().what());
         return exit_internal;
     }
     // Named now so the sandbox plan can carry its variables; written once
@@ -473,7 +492,16 @@ int run_sandbox_checked(const RunOptions& options)
     // 2. Programs are attached before anything runs in the cgroups, and
     //    the sandbox has no configuration until the proxy is ready: a
     //    connect before that is refused, never let through.
-    auto programs = SteeringPrograms::load(run.sandbox_cgroup->level());
+    auto programs = SteeringPrograms::load(run.sandbox_cgroup->level(), capture_exe);
+    if (!programs && capture_exe) {
+        // A kernel without the BTF the capture relocates against, say.
+        log()->warn("cannot load the executable identity capture ({}); loading without it",
+                    programs.error().what());
+        capture_exe = false;
+        if (auto r = check_identity_capability(*parsed, false, options.allow_degraded_identity); !r)
+            return fail_run(r.error());
+        programs = SteeringPrograms::load(run.sandbox_cgroup->level(), false);
+    }
     if (!programs)
         return fail_run(programs.error());
     run.programs = std::move(*programs);
@@ -489,6 +517,10 @@ int run_sandbox_checked(const RunOptions& options)
     if (!memfd)
         return fail_run(memfd.error());
     OwnedFd policy_fd(*memfd);
+    auto binaries_memfd = policy_memfd(policy::serialize_binary_table(*binaries));
+    if (!binaries_memfd)
+        return fail_run(binaries_memfd.error());
+    OwnedFd binaries_fd(*binaries_memfd);
     int ready_pipe[2];
     if (::pipe2(ready_pipe, O_CLOEXEC) != 0)
         return fail_run(Error{errno, "pipe"});
@@ -511,6 +543,9 @@ int run_sandbox_checked(const RunOptions& options)
         proxy_spec.argv.push_back(host);
     }
     proxy_spec.argv.insert(proxy_spec.argv.end(), {"--dns-upstream", dns_upstream});
+    proxy_spec.argv.insert(proxy_spec.argv.end(), {"--binaries-fd", std::to_string(binaries_fd.get())});
+    if (!capture_exe)
+        proxy_spec.argv.push_back("--degraded-identity");
     proxy_spec.cgroup_fd = run.proxy_cgroup->fd();
     proxy_spec.inherit_fds = {run.programs->origin_map_fd(), proxy_audit.get(), policy_fd.get(), ready_write.get()};
     // The proxy makes the run CA and sends back its certificate only.
@@ -526,6 +561,7 @@ int run_sandbox_checked(const RunOptions& options)
     proxy_spec.argv.insert(proxy_spec.argv.end(), {"--upstream-ca-fd", std::to_string(roots_fd.get()),
                                                     "--ca-out-fd", std::to_string(ca_write.get())});
     proxy_spec.inherit_fds.push_back(roots_fd.get());
+    proxy_spec.inherit_fds.push_back(binaries_fd.get());
     proxy_spec.inherit_fds.push_back(ca_write.get());
     proxy_spec.drop_privileges = true;
     proxy_spec.stdin_null = true;
@@ -535,6 +571,7 @@ int run_sandbox_checked(const RunOptions& options)
     run.proxy.emplace(std::move(*proxy));
     ready_write.reset();
     policy_fd.reset();
+    binaries_fd.reset();
     roots_fd.reset();
     ca_write.reset();
     proxy_audit.reset();

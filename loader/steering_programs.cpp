@@ -62,7 +62,7 @@ int on_ring_event(void* ctx, void* data, size_t size)
 
 } // namespace
 
-Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbox_level)
+Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbox_level, bool capture_exe)
 {
     libbpf_set_print(libbpf_to_spdlog);
     std::unique_ptr<SteeringPrograms> self(new SteeringPrograms());
@@ -70,6 +70,7 @@ Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbo
     if (!self->skel_)
         return fail_errno("open BPF skeleton");
     self->skel_->rodata->pf_sandbox_level = sandbox_level;
+    self->skel_->rodata->pf_capture_exe = capture_exe ? 1 : 0;
     if (int err = pinfold_bpf__load(self->skel_); err != 0)
         return fail("load BPF programs (needs CAP_BPF and CAP_NET_ADMIN; the verifier log is above)", -err);
     return self;

@@ -23,8 +23,11 @@ public:
     using EventHandler = std::function<void(const pf_event&)>;
 
     // Loads the embedded object. `sandbox_level` is the depth below the
-    // cgroup2 root at which sandbox cgroups live.
-    [[nodiscard]] static Result<std::unique_ptr<SteeringPrograms>> load(unsigned sandbox_level);
+    // cgroup2 root at which sandbox cgroups live. `capture_exe` loads the
+    // connect-time executable identity capture (bpf/lib/identity.h; needs
+    // CAP_PERFMON): with false, the same programs load without it.
+    [[nodiscard]] static Result<std::unique_ptr<SteeringPrograms>> load(unsigned sandbox_level,
+                                                                        bool capture_exe = false);
     ~SteeringPrograms();
     SteeringPrograms(const SteeringPrograms&) = delete;
     SteeringPrograms& operator=(const SteeringPrograms&) = delete;

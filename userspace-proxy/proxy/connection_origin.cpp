@@ -4,11 +4,36 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <cstring>
+#include <string>
 
 #include "pinfold/abi_checks.hpp"
 
 namespace pinfold::proxy {
+
+namespace {
+
+// Informative path of the connecting executable. The capability-less proxy
+// may not read /proc/<pid>/exe of another uid's process (EACCES); then the
+// kernel-recorded name stands. A path is only shown while it is still the
+// file the kernel saw, so an exec after connect() cannot put a misleading
+// name into the audit log.
+std::string human_exe_path(const ConnectionOrigin& origin)
+{
+    if (origin.pid == 0 || !origin.exe.known())
+        return origin.exe_name;
+    std::string link = "/proc/" + std::to_string(origin.pid) + "/exe";
+    char buf[4096];
+    ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
+    struct stat st{};
+    if (n <= 0 || ::stat(link.c_str(), &st) != 0 || st.st_dev != origin.exe.dev || st.st_ino != origin.exe.ino)
+        return origin.exe_name;
+    return std::string(buf, static_cast<std::size_t>(n));
+}
+
+} // namespace
 
 Result<ConnectionOrigin> SocketStorageOrigin::lookup(int accepted_fd) noexcept
 {
@@ -33,6 +58,14 @@ Result<ConnectionOrigin> SocketStorageOrigin::lookup(int accepted_fd) noexcept
     origin.tid = record.tid;
     origin.uid = record.uid;
     origin.gid = record.gid;
+    origin.exe = policy::ExeIdentity{record.exe_dev, record.exe_ino};
+    origin.exe_name.assign(record.exe_name, ::strnlen(record.exe_name, sizeof record.exe_name));
+    origin.exe_path = human_exe_path(origin);
+    try {
+        origin.identity_note = identity_note_;
+    } catch (...) {
+        return fail("out of memory");
+    }
     return origin;
 }
 

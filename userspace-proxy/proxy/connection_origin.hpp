@@ -9,6 +9,7 @@
 
 #include "pinfold/address.hpp"
 #include "pinfold/error.hpp"
+#include "policy/binaries.hpp"
 
 namespace pinfold::proxy {
 
@@ -23,6 +24,16 @@ struct ConnectionOrigin {
     std::uint32_t tid = 0;
     std::uint32_t uid = 0;
     std::uint32_t gid = 0;
+    // Executable that called connect(), captured by the kernel at that
+    // moment (0:0 when the loader could not enable capture).
+    policy::ExeIdentity exe;
+    std::string exe_name;      // its file name as the kernel saw it
+    // For humans only, never for decisions: /proc/<pid>/exe read at accept
+    // when this process may (and it is still the same file), else exe_name.
+    std::string exe_path;
+    // Set when the identity came from a weaker source than the kernel's
+    // connect-time record (--allow-degraded-identity); says which.
+    std::string identity_note;
 };
 
 class OriginSource {
@@ -39,9 +50,13 @@ class SocketStorageOrigin final : public OriginSource {
 public:
     explicit SocketStorageOrigin(int map_fd) noexcept : map_fd_(map_fd) {}
     [[nodiscard]] Result<ConnectionOrigin> lookup(int accepted_fd) noexcept override;
+    // Put on every origin (and so every audit line) when the loader runs
+    // without kernel identity capture (--allow-degraded-identity).
+    void set_identity_note(std::string note) { identity_note_ = std::move(note); }
 
 private:
     int map_fd_;
+    std::string identity_note_;
 };
 
 } // namespace pinfold::proxy

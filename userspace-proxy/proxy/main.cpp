@@ -69,7 +69,20 @@ int serve(const proxy::ProxyOptions& options)
         spdlog::error("{}", parsed.error().what());
         return 1;
     }
-    auto compiled = policy::CompiledPolicy::compile(std::move(*parsed));
+    // The loader resolved binaries: with the sandbox's view; this process
+    // (uid nobody) might not even be allowed to look at those files.
+    auto compiled = [&]() -> Result<policy::CompiledPolicy> {
+        if (options.binaries_fd < 0)
+            return policy::CompiledPolicy::compile(std::move(*parsed));
+        auto table_text = read_all(options.binaries_fd);
+        ::close(options.binaries_fd);
+        if (!table_text)
+            return std::unexpected(table_text.error());
+        auto table = policy::parse_binary_table(*table_text);
+        if (!table)
+            return std::unexpected(table.error());
+        return policy::CompiledPolicy::compile(std::move(*parsed), std::move(*table));
+    }();
     if (!compiled) {
         spdlog::error("{}", compiled.error().what());
         return 1;
@@ -97,6 +110,9 @@ int serve(const proxy::ProxyOptions& options)
     }
 
     proxy::SocketStorageOrigin origins(options.origin_map_fd);
+    if (options.degraded_identity)
+        origins.set_identity_note("degraded: no kernel executable identity (pinfold lacks CAP_PERFMON); "
+                                  "binaries: rules admit no connection");
     // DNS answers given to the sandbox bind names to addresses for the
     // Host check (proxy/answered_resolver.hpp).
     dns::AnswerMemory answers;

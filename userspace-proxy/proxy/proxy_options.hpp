@@ -15,6 +15,8 @@ struct ProxyOptions {
     int audit_fd = -1;           // JSON lines, O_APPEND
     int policy_fd = -1;          // policy YAML (memfd)
     std::string policy_source;   // file name for error messages
+    int binaries_fd = -1;        // the loader's resolution of binaries: (JSON); -1: resolve here
+    bool degraded_identity = false;  // the loader could not enable identity capture
     int ready_fd = -1;           // "PORT\n" is written here once listening
     std::uint64_t sandbox_id = 0;
     std::vector<std::string> hosts;   // NAME=ADDR[,ADDR]

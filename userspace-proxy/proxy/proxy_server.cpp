@@ -173,6 +173,10 @@ struct ProxyServer::State {
         r.pid = origin.pid;
         r.uid = origin.uid;
         r.cgroup = origin.cgroup_id;
+        r.exe = origin.exe_path;
+        if (origin.exe.known())
+            r.exe_id = policy::identity_text(origin.exe);
+        r.identity = origin.identity_note;
         r.destination = endpoint_text(origin.address, origin.port);
         return r;
     }

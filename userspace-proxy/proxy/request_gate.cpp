@@ -116,6 +116,8 @@ GateDecision decide_request(const policy::CompiledPolicy* policy, Resolver& reso
         return deny(std::move(d), 403, "no policy for this sandbox");
 
     policy::Request request{scheme, d.host, origin.port, head.method, d.path};
+    request.exe = origin.exe;
+    request.exe_name = origin.exe_name;
     auto decision = policy->decide(request);
     d.rule = decision.rule_name;
     d.reason = decision.reason;

@@ -16,6 +16,9 @@ struct AuditRecord {
     std::uint32_t pid = 0;
     std::uint32_t uid = 0;
     std::uint64_t cgroup = 0;
+    std::string exe;            // connecting executable, for humans (informative)
+    std::string exe_id;         // its kernel-captured identity "st_dev:st_ino"
+    std::string identity;       // set when exe_id is not kernel-attested: how it was obtained
     std::string destination;    // original destination "addr:port" / "[addr]:port"
     std::string host;
     std::string method;
