@@ -17,6 +17,7 @@
 #include "lib/steer.h"
 #include "lib/dns.h"
 #include "lib/local.h"
+#include "lib/unix.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -440,6 +441,34 @@ int pf_skb_ingress(struct __sk_buff *skb)
 		  key.port, 0, proto == IPPROTO_TCP ? SOCK_STREAM : SOCK_DGRAM,
 		  proto);
 	return 0;
+}
+
+/* Abstract unix sockets of the host are out of reach (lib/unix.h). */
+static __always_inline int pf_unix(struct bpf_sock_addr *ctx, __u32 kind)
+{
+	if (!pf_unix_is_abstract(ctx))
+		return 1;
+	pf_report(kind, PF_DENY_ABSTRACT_UNIX, pf_sandbox_id(), 0, 0, 1,
+		  ctx->type, ctx->protocol);
+	return 0;
+}
+
+/*
+ * libbpf 1.1 does not know the cgroup/connect_unix and sendmsg_unix sections
+ * (1.3 does): they are
+ * declared as connect4/sendmsg4 and the loader retargets them to the unix
+ * attach types it finds in the kernel's BTF (steering_programs.cpp).
+ */
+SEC("cgroup/connect4")
+int pf_connect_unix(struct bpf_sock_addr *ctx)
+{
+	return pf_unix(ctx, PF_EV_CONNECT_DENIED);
+}
+
+SEC("cgroup/sendmsg4")
+int pf_sendmsg_unix(struct bpf_sock_addr *ctx)
+{
+	return pf_unix(ctx, PF_EV_SENDMSG_DENIED);
 }
 
 SEC("cgroup/sock_create")

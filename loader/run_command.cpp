@@ -128,6 +128,7 @@ const char* deny_reason(std::uint32_t reason)
     case PF_DENY_UDP: return "UDP datagrams are refused (DNS to port 53 goes to pinfold's resolver)";
     case PF_DENY_BIND: return "binds to addresses other than loopback are refused";
     case PF_DENY_INBOUND: return "connection or datagram to a sandbox socket from outside the sandbox";
+    case PF_DENY_ABSTRACT_UNIX: return "abstract unix sockets (the host's) are out of reach";
     default: return "refused by the kernel hooks";
     }
 }
@@ -143,7 +144,7 @@ AuditRecord record_of(const pf_event& ev)
     r.cgroup = ev.cgroup_id;
     MappedAddress addr{};
     std::memcpy(addr.data(), ev.addr, addr.size());
-    if (ev.kind != PF_EV_SOCKET_DENIED)
+    if (ev.kind != PF_EV_SOCKET_DENIED && ev.family != AF_UNIX)
         r.destination = endpoint_text(addr, ev.port);
     r.reason = deny_reason(ev.reason);
     if (ev.kind == PF_EV_SOCKET_DENIED)

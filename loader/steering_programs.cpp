@@ -1,11 +1,13 @@
 #include "steering_programs.hpp"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdarg>
+#include <cstring>
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
@@ -60,6 +62,27 @@ int on_ring_event(void* ctx, void* data, size_t size)
     return 0;
 }
 
+// The value of an attach type this libbpf's headers may not name, from the
+// running kernel's BTF; -1 when the kernel has no such attach type.
+int kernel_attach_type(const char* name)
+{
+    btf* vmlinux = btf__load_vmlinux_btf();
+    if (!vmlinux)
+        return -1;
+    int value = -1;
+    int id = btf__find_by_name_kind(vmlinux, "bpf_attach_type", BTF_KIND_ENUM);
+    if (id > 0) {
+        const btf_type* t = btf__type_by_id(vmlinux, static_cast<__u32>(id));
+        const struct btf_enum* e = ::btf_enum(t);
+        for (unsigned i = 0; i < btf_vlen(t); ++i, ++e) {
+            if (std::strcmp(btf__name_by_offset(vmlinux, e->name_off), name) == 0)
+                value = e->val;
+        }
+    }
+    btf__free(vmlinux);
+    return value;
+}
+
 } // namespace
 
 Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbox_level, bool capture_exe)
@@ -71,6 +94,17 @@ Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbo
         return fail_errno("open BPF skeleton");
     self->skel_->rodata->pf_sandbox_level = sandbox_level;
     self->skel_->rodata->pf_capture_exe = capture_exe ? 1 : 0;
+    // Abstract unix sockets (Linux 6.7 hooks): retargeted, or not loaded.
+    for (auto [prog, name] : {std::pair{self->skel_->progs.pf_connect_unix, "BPF_CGROUP_UNIX_CONNECT"},
+                              std::pair{self->skel_->progs.pf_sendmsg_unix, "BPF_CGROUP_UNIX_SENDMSG"}}) {
+        int type = kernel_attach_type(name);
+        if (type < 0) {
+            log()->warn("this kernel has no {}: abstract unix sockets are not refused by the hooks", name);
+            bpf_program__set_autoload(prog, false);
+        } else {
+            bpf_program__set_expected_attach_type(prog, static_cast<bpf_attach_type>(type));
+        }
+    }
     if (int err = pinfold_bpf__load(self->skel_); err != 0)
         return fail("load BPF programs (needs CAP_BPF and CAP_NET_ADMIN; the verifier log is above)", -err);
     return self;
@@ -121,6 +155,13 @@ Result<void> SteeringPrograms::attach_sandbox(int cgroup_fd, const std::string& 
     };
     for (const auto& hook : hooks) {
         if (auto r = attach(hook.prog, cgroup_fd, pin_dir + "/sandbox_" + hook.name); !r)
+            return r;
+    }
+    for (auto [prog, name] : {std::pair{skel_->progs.pf_connect_unix, "connect_unix"},
+                              std::pair{skel_->progs.pf_sendmsg_unix, "sendmsg_unix"}}) {
+        if (!bpf_program__autoload(prog))
+            continue;
+        if (auto r = attach(prog, cgroup_fd, pin_dir + "/sandbox_" + name); !r)
             return r;
     }
     return {};

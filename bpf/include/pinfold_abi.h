@@ -70,6 +70,7 @@ enum pf_deny_reason {
 	PF_DENY_UDP = 5,		/* UDP datagram to anywhere */
 	PF_DENY_BIND = 6,		/* bind to an address other than loopback */
 	PF_DENY_INBOUND = 7,		/* from outside the sandbox (lib/local.h) */
+	PF_DENY_ABSTRACT_UNIX = 8,	/* abstract unix socket (lib/unix.h) */
 };
 
 struct pf_event {
