@@ -317,9 +317,10 @@ Result<Rule> PolicyParser::rule(const YAML::Node& node, std::size_t index) const
         // Pass-through never sees a request, so it cannot enforce a method,
         // a path or a deny.
         if (rule.tls == TlsMode::passthrough &&
-            (rule.action != Action::allow || !rule.methods.empty() || rule.endpoint.path_glob != "/**"))
+            (rule.action != Action::allow || !rule.methods.empty() || rule.endpoint.path_glob != "/**" ||
+             !rule.binaries.empty()))
             return error(tls->value_mark(), field + ".tls",
-                         "passthrough needs an allow rule for all methods and the path '/**' "
+                         "passthrough needs an allow rule for all methods and the path '/**', without binaries "
                          "(the proxy cannot see requests it does not decrypt)");
     }
     return rule;

@@ -17,9 +17,12 @@ bool applies_to(const Endpoint& endpoint, std::string_view host, bool wildcard_p
            host[host.size() - endpoint.host.size() - 1] == '.';
 }
 
+// A rule with binaries is decided per request against the connecting
+// executable, so it is never a reason to stop looking.
 bool sees_nothing(const Rule& rule)
 {
-    return rule.action == Action::allow && rule.methods.empty() && rule.endpoint.path_glob == "/**";
+    return rule.action == Action::allow && rule.methods.empty() && rule.endpoint.path_glob == "/**" &&
+           rule.binaries.empty();
 }
 
 } // namespace

@@ -47,7 +47,8 @@ TlsVerdict decide_tls(const policy::CompiledPolicy* policy, Resolver& resolver, 
     auto name = policy::canonical_dns_name(sni);
     if (!name)
         return deny(sni, "server name (SNI) is not a valid DNS name: " + name.error().message);
-    auto addresses = resolver.resolve(*name);
+    // As for a Host header: per sandbox, so names bound by its DNS answers count.
+    auto addresses = resolver.resolve_for(origin.sandbox_id, *name);
     if (!addresses)
         return deny(*name, addresses.error().message);
     if (std::find(addresses->begin(), addresses->end(), origin.address) == addresses->end())
