@@ -1,6 +1,7 @@
 #include "trust_bundle.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +36,30 @@ Result<void> write_file(const std::string& path, const std::string& text)
     return {};
 }
 
+// Bundles of runs that are gone (a SIGKILLed pinfold cannot clean up): a
+// bundle exists only while its run holds /run/pinfold/<run>.lock, so one
+// whose lock is missing or free is stale. Only certificates are lost.
+void remove_stale_bundles(const std::filesystem::path& parent, const std::filesystem::path& own,
+                          const std::string& lock_dir)
+{
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator(parent, ec); !ec && it != std::filesystem::directory_iterator();
+         it.increment(ec)) {
+        std::string name = it->path().filename().string();
+        if (!name.starts_with("run-") || it->path() == own)
+            continue;
+        std::string lock = lock_dir + "/" + name + ".lock";
+        int fd = ::open(lock.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        bool held = fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) != 0;
+        if (fd >= 0)
+            ::close(fd);
+        if (!held) {
+            std::error_code ignored;
+            std::filesystem::remove_all(it->path(), ignored);
+        }
+    }
+}
+
 } // namespace
 
 std::vector<std::string> TrustBundle::environment() const
@@ -65,7 +90,8 @@ TrustBundle plan_trust_bundle(const std::string& run_name, const std::string& pa
     return b;
 }
 
-Result<void> write_trust_bundle(const TrustBundle& bundle, const std::string& ca_pem, std::string_view system_bundle)
+Result<void> write_trust_bundle(const TrustBundle& bundle, const std::string& ca_pem, std::string_view system_bundle,
+                                const std::string& lock_dir)
 {
     if (ca_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos ||
         ca_pem.find("PRIVATE KEY") != std::string::npos)
@@ -73,6 +99,7 @@ Result<void> write_trust_bundle(const TrustBundle& bundle, const std::string& ca
     std::filesystem::path dir(bundle.directory);
     if (::mkdir(dir.parent_path().c_str(), 0755) != 0 && errno != EEXIST)
         return fail_errno("create " + dir.parent_path().string());
+    remove_stale_bundles(dir.parent_path(), dir, lock_dir);
     // A leftover of a crashed run with the same pid is replaced.
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);

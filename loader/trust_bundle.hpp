@@ -38,8 +38,10 @@ struct TrustBundle {
 
 // Writes the bundle: `system_bundle` (roots, may be absent: then the run CA
 // alone) followed by `ca_pem`. World-readable: it holds only certificates.
+// Bundles of runs whose lock in `lock_dir` is no longer held are removed.
 [[nodiscard]] Result<void> write_trust_bundle(const TrustBundle& bundle, const std::string& ca_pem,
-                                              std::string_view system_bundle = system_ca_bundle);
+                                              std::string_view system_bundle = system_ca_bundle,
+                                              const std::string& lock_dir = "/run/pinfold");
 
 // Removes the bundle's directory (best effort; called at the end of a run).
 void remove_trust_bundle(const TrustBundle& bundle) noexcept;
