@@ -15,6 +15,7 @@
 #include "pinfold_abi.h"
 #include "lib/maps.h"
 #include "lib/steer.h"
+#include "lib/identity.h"
 #include "lib/dns.h"
 #include "lib/local.h"
 #include "lib/unix.h"
@@ -84,6 +85,7 @@ static __always_inline void pf_fill_identity(struct pf_origin *o, __u64 sandbox,
 	o->gid = uid_gid >> 32;
 	o->cgroup_id = bpf_get_current_cgroup_id();
 	o->sandbox_id = sandbox;
+	pf_capture_exe_id(o);
 }
 
 /* What pf_steer asks its caller to do with the destination address. */

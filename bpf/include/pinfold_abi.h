@@ -18,6 +18,9 @@
  */
 #define PF_ADDR_LEN 16
 
+/* Room for the executable's file name (truncated, NUL-terminated). */
+#define PF_EXE_NAME_LEN 32
+
 /* Written by the loader, keyed by the sandbox's cgroup id. */
 struct pf_sandbox_config {
 	__u64 netns_cookie;	/* the only netns the sandbox may connect from */
@@ -41,8 +44,9 @@ struct pf_origin {
 	__u64 cgroup_id;		/* leaf cgroup of the connecting task */
 	__u64 sandbox_id;		/* cgroup id of the sandbox */
 	__u64 socket_cookie;		/* of the client's socket */
-	__u64 exe_dev;			/* executable identity: 0 until captured */
-	__u64 exe_ino;
+	__u64 exe_dev;			/* executable identity, st_dev encoding; */
+	__u64 exe_ino;			/* both 0 when not captured (lib/identity.h) */
+	char exe_name[PF_EXE_NAME_LEN];	/* exe's last path component, for humans */
 };
 
 /* Key of flow_map: the client's own (address, port) as the proxy sees it. */

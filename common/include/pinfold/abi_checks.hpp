@@ -10,7 +10,7 @@ static_assert(sizeof(pf_sandbox_config) == 16);
 static_assert(offsetof(pf_sandbox_config, proxy_port) == 8);
 static_assert(offsetof(pf_sandbox_config, dns_port) == 12);
 
-static_assert(sizeof(pf_origin) == 80);
+static_assert(sizeof(pf_origin) == 112);
 static_assert(offsetof(pf_origin, orig_port) == 16);
 static_assert(offsetof(pf_origin, orig_family) == 18);
 static_assert(offsetof(pf_origin, proxy_port) == 20);
@@ -21,6 +21,7 @@ static_assert(offsetof(pf_origin, sandbox_id) == 48);
 static_assert(offsetof(pf_origin, socket_cookie) == 56);
 static_assert(offsetof(pf_origin, exe_dev) == 64);
 static_assert(offsetof(pf_origin, exe_ino) == 72);
+static_assert(offsetof(pf_origin, exe_name) == 80);
 
 static_assert(sizeof(pf_flow_key) == 24);
 static_assert(offsetof(pf_flow_key, port) == 16);
