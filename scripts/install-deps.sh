@@ -13,6 +13,7 @@ build_packages=(
     clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev linux-libc-dev
     libspdlog-dev libfmt-dev libboost-program-options-dev libyaml-cpp-dev
     nlohmann-json3-dev libssl-dev libseccomp-dev libcap-dev doctest-dev
+    python3   # cmake configures the python test suites
 )
 packages=(
     "${build_packages[@]}"

@@ -10,8 +10,22 @@ results=/run/vm/results
 finish() { echo "$1" > "$results/status"; sync; echo o > /proc/sysrq-trigger; sleep 30; }
 trap 'finish 1' EXIT
 
+set -a; . "$results/env"; set +a
+# A source or build tree under /tmp or /var/tmp stays visible (read-only)
+# under the guest's fresh tmpfs.
+keep=()
+for dir in "$PINFOLD_SOURCE_DIR" "$PINFOLD_BUILD_DIR"; do
+    case $dir in /tmp/*|/var/tmp/*) ;; *) continue ;; esac
+    mkdir -p "/run/vm/keep/${#keep[@]}"
+    mount --bind "$dir" "/run/vm/keep/${#keep[@]}"
+    keep+=("$dir")
+done
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /var/tmp
+for i in "${!keep[@]}"; do
+    mkdir -p "${keep[$i]}"
+    mount --move "/run/vm/keep/$i" "${keep[$i]}"
+done
 mkdir -p /dev/pts /dev/shm "$HOME"
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
@@ -28,7 +42,6 @@ echo /run/vm/modprobe > /proc/sys/kernel/modprobe
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
     echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
 done
-set -a; . "$results/env"; set +a
 [[ -e /sys/kernel/btf/vmlinux ]] || echo "guest: no /sys/kernel/btf/vmlinux"
 echo "guest: $(uname -r), ${PINFOLD_KERNEL_LACKS:+lacks $PINFOLD_KERNEL_LACKS, }$(nproc) cpus, up $(cut -d' ' -f1 /proc/uptime)s"
 
