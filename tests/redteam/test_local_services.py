@@ -152,6 +152,7 @@ class LocalServices(pftest.PinfoldTestCase):
     def test_abstract_unix_socket_of_the_host_is_refused(self):
         # Abstract unix sockets ignore the file system and the network
         # namespace is shared: the cgroup connect_unix hook (6.7) refuses.
+        pftest.require_kernel(self, "connect_unix")
         name = f"\0pinfold-test-{os.getpid()}"
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         srv.bind(name)
