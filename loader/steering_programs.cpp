@@ -94,6 +94,8 @@ Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbo
         return fail_errno("open BPF skeleton");
     self->skel_->rodata->pf_sandbox_level = sandbox_level;
     self->skel_->rodata->pf_capture_exe = capture_exe ? 1 : 0;
+    // Reading an abstract unix address needs the same CAP_PERFMON (lib/unix.h).
+    self->skel_->rodata->pf_read_sun_path = capture_exe ? 1 : 0;
     // Abstract unix sockets (Linux 6.7 hooks): retargeted, or not loaded.
     for (auto [prog, name] : {std::pair{self->skel_->progs.pf_connect_unix, "BPF_CGROUP_UNIX_CONNECT"},
                               std::pair{self->skel_->progs.pf_sendmsg_unix, "BPF_CGROUP_UNIX_SENDMSG"}}) {

@@ -8,10 +8,11 @@
  * cgroup connect_unix / sendmsg_unix (Linux 6.7) see the address but the
  * context does not expose sun_path; it is read through the kernel context
  * (bpf_cast_to_kern_ctx, 6.2) with bpf_probe_read_kernel, which needs
- * CAP_PERFMON at load. pf_capture_exe (lib/identity.h) is 1 exactly when the
- * loader has it; with 0 the check is dead code and the hooks allow
- * everything (Landlock's abstract-unix scope, 6.12, is then the only
- * barrier - see docs/security.md).
+ * CAP_PERFMON at load. The loader sets pf_read_sun_path exactly when it has
+ * it (as for the executable capture of lib/identity.h); with 0 the check is
+ * dead code the verifier never looks at, and the hooks allow everything
+ * (Landlock's abstract-unix scope, 6.12, is then the only barrier - see
+ * docs/security.md).
  */
 #ifndef PF_UNIX_H
 #define PF_UNIX_H
@@ -19,7 +20,9 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
-#include "lib/identity.h"
+
+/* Frozen .rodata: with 0 the verifier prunes the PERFMON-only branch. */
+const volatile __u32 pf_read_sun_path = 0;
 
 struct sockaddr {
 	unsigned short sa_family;
@@ -41,7 +44,7 @@ static __always_inline int pf_unix_is_abstract(struct bpf_sock_addr *ctx)
 	__u32 len;
 	char first = 1;
 
-	if (!pf_capture_exe)
+	if (!pf_read_sun_path)
 		return 0;
 	kctx = bpf_cast_to_kern_ctx(ctx);
 	len = BPF_CORE_READ(kctx, uaddrlen);
