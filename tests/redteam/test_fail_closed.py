@@ -110,6 +110,16 @@ class FailClosed(pftest.PinfoldTestCase):
         self.assertEqual(self.up.requests, [])
         self.assertEqual(len(r.audit_where(event="http", verdict="deny", path="/private")), 2, r.audit)
 
+    def test_static_binary_opening_its_own_socket_is_steered(self):
+        # busybox-static: no libc of the system, no proxy variables, its own
+        # socket() and connect(); the kernel hook steers it all the same.
+        r = self.pinfold(self.policy, ["/usr/bin/busybox", "wget", "-q", "-O", "-",
+                                       f"http://127.0.0.1:{self.up.port}/private"])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("403", r.stderr)
+        self.assertEqual(self.up.requests, [])
+        self.assertEqual(len(r.audit_where(event="http", verdict="deny", path="/private")), 1, r.audit)
+
     def test_moving_to_another_cgroup_is_refused(self):
         # Writing its pid into a cgroup outside the sandbox (here the root)
         # must fail; the process stays steered.
