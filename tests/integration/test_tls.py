@@ -252,8 +252,9 @@ class CaKey(TlsCase):
         # The key exists only in the proxy's memory: no file anywhere holds
         # it, and the proxy's /proc is out of the sandbox's reach (other uid,
         # other PID namespace).
-        # Whole PEM header lines: key files, not sources that name them.
-        script = ("grep -rlx -e '-----BEGIN PRIVATE KEY-----' -e '-----BEGIN EC PRIVATE KEY-----' "
+        # Whole PEM header lines in text files: key files, not sources or
+        # binaries that merely name them.
+        script = ("grep -rlxI -e '-----BEGIN PRIVATE KEY-----' -e '-----BEGIN EC PRIVATE KEY-----' "
                   "/run/pinfold-trust /tmp 2>/dev/null; echo grep=done; "
                   "for p in $(pgrep -x pinfold-proxy) $(ls /proc | grep -E '^[0-9]+$'); do "
                   "  if [ \"$(cat /proc/$p/comm 2>/dev/null)\" = pinfold-proxy ]; then "
