@@ -49,6 +49,20 @@ Result<void> private_dir(const std::string& path, mode_t mode)
     return {};
 }
 
+// run-<pid>: is <pid> a live pinfold? (Same executable as ours.)
+bool pinfold_alive(const std::string& run_name)
+{
+    const std::string pid = run_name.substr(4);
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos)
+        return false;
+    std::error_code ec;
+    auto theirs = fs::read_symlink("/proc/" + pid + "/exe", ec);
+    if (ec)
+        return false;
+    auto ours = fs::read_symlink("/proc/self/exe", ec);
+    return !ec && theirs.filename() == ours.filename();
+}
+
 } // namespace
 
 Result<void> ensure_bpffs(const std::string& dir)
@@ -125,6 +139,13 @@ int clean_stale_runs(const RunPaths& paths)
         int fd = ::open(lock_path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
         if (fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
             ::close(fd); // held: that run is alive
+            continue;
+        }
+        // Without a lock to judge by (another lock directory, /run wiped),
+        // a run whose pinfold process still exists is left alone: killing
+        // a live sandbox is worse than keeping a stale one a while longer.
+        if (fd < 0 && pinfold_alive(name)) {
+            log()->warn("run {} has no lock in {} but its pinfold is alive; leaving it", name, paths.lock_dir);
             continue;
         }
         log()->info("cleaning up stale run {}", name);
