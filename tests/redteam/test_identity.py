@@ -132,6 +132,7 @@ except urllib.error.HTTPError as e:
         r = self.run_in_sandbox(self.policy_for(["curl", "sh"]), [PY, "-c", f"""
 import os, socket
 s = socket.create_connection(("127.0.0.1", {self.up.port}), timeout=10)
+s.setblocking(True)   # sh and head expect a blocking fd (O_NONBLOCK is shared)
 os.dup2(s.fileno(), 3)
 os.set_inheritable(3, True)   # a no-op dup2 when s already is fd 3
 os.execv("/bin/sh", ["sh", "-c", "printf '{request}' >&3; head -c 12 <&3"])
@@ -155,6 +156,7 @@ if child == 0:
     os.execv("/bin/sh", ["sh", "-c", "printf '{request}' >&3; head -c 12 <&3"])
 b.close()
 s = socket.create_connection(("127.0.0.1", {self.up.port}), timeout=10)
+s.setblocking(True)
 socket.send_fds(a, [b"x"], [s.fileno()])
 s.close()
 os.waitpid(child, 0)
