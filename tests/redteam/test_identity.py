@@ -195,6 +195,29 @@ os.waitpid(child, 0)
         self.assertFalse(os.path.exists(marker), "the command ran")
         pftest.assert_clean(self, proc.pid)
 
+    def test_capture_off_variant_loads_with_cap_bpf_and_cap_net_admin_only(self):
+        # As uid nobody: the same object, capture off, loads with exactly
+        # CAP_BPF + CAP_NET_ADMIN; capture on needs CAP_PERFMON as well.
+        probe = os.path.join(self.tmp, "identity_load_probe")
+        shutil.copy2(os.path.join(os.path.dirname(pftest.PINFOLD), "identity_load_probe"), probe)
+        os.chmod(probe, 0o755)
+
+        def load(capture, caps):
+            return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                   f"--inh-caps=-all,{caps}", f"--ambient-caps=-all,{caps}",
+                                   f"--bounding-set=-all,{caps}", probe, capture],
+                                  capture_output=True, text=True, timeout=60)
+
+        off = load("0", "+bpf,+net_admin")
+        self.assertEqual(off.returncode, 0, off.stdout + off.stderr)
+        on = load("1", "+bpf,+net_admin")
+        self.assertNotEqual(on.returncode, 0, on.stdout)
+        self.assertIn("cannot use helper bpf_get_current_task_btf", on.stderr)
+        with_perfmon = load("1", "+bpf,+net_admin,+perfmon")
+        self.assertEqual(with_perfmon.returncode, 0, with_perfmon.stdout + with_perfmon.stderr)
+        # Neither CAP_BPF nor CAP_NET_ADMIN alone loads cgroup programs.
+        self.assertNotEqual(load("0", "+bpf").returncode, 0)
+
     def test_policy_without_binaries_still_runs_without_cap_perfmon_saying_so(self):
         policy = self.write_policy(f"""
             name: plain
