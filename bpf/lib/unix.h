@@ -34,7 +34,12 @@ struct bpf_sock_addr_kern {
 	__u32 uaddrlen;
 } __attribute__((preserve_access_index));
 
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+/*
+ * Weak: on kernels before 6.2 the kfunc does not exist and the unix programs
+ * are not loaded (no 6.7 hooks either); a strong extern would make libbpf
+ * refuse the whole object there (seen on Debian's 6.1).
+ */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
 
 /* 1 when the unix address of this connect/sendmsg is abstract (sun_path[0] == 0). */
 static __always_inline int pf_unix_is_abstract(struct bpf_sock_addr *ctx)
