@@ -246,10 +246,11 @@ ChildProcess::~ChildProcess()
         ::close(listener_fd_);
 }
 
-void ChildProcess::signal(int sig) const noexcept
+bool ChildProcess::signal(int sig) const noexcept
 {
-    if (pidfd_ >= 0 && !status_)
-        ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0);
+    if (pidfd_ < 0 || status_)
+        return false;
+    return ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) == 0;
 }
 
 std::optional<int> ChildProcess::try_reap() noexcept

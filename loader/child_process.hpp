@@ -41,7 +41,9 @@ public:
 
     [[nodiscard]] pid_t pid() const noexcept { return pid_; }
     [[nodiscard]] int pidfd() const noexcept { return pidfd_; }   // readable when the child exits
-    void signal(int sig) const noexcept;
+    // False when the signal could not be sent (EPERM once pinfold has
+    // dropped its capabilities and the child runs as another uid).
+    bool signal(int sig) const noexcept;
     // Reaps the child if it has exited; returns its wait status.
     [[nodiscard]] std::optional<int> try_reap() noexcept;
     // Blocks until exit; returns the wait status.

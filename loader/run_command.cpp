@@ -238,12 +238,15 @@ void teardown(Run& run, AuditLog& audit)
     if (run.programs && run.sandbox_cgroup)
         run.programs->remove_sandbox(run.sandbox_cgroup->id());
     if (run.proxy && !run.proxy->exited()) {
-        run.proxy->signal(SIGTERM);
-        pollfd pfd{run.proxy->pidfd(), POLLIN, 0};
-        ::poll(&pfd, 1, 2000);
-        run.proxy->signal(SIGKILL);
         // Without capabilities a root pinfold cannot signal the proxy
-        // (uid nobody); its cgroup can still be killed.
+        // (uid nobody): then waiting for a SIGTERM that never went out
+        // would only add its timeout to every run. Its cgroup can still be
+        // killed.
+        if (run.proxy->signal(SIGTERM)) {
+            pollfd pfd{run.proxy->pidfd(), POLLIN, 0};
+            ::poll(&pfd, 1, 2000);
+            run.proxy->signal(SIGKILL);
+        }
         if (run.proxy_cgroup)
             (void)run.proxy_cgroup->kill_all(std::chrono::seconds(2));
         run.proxy->reap();

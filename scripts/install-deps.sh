@@ -32,6 +32,16 @@ packages=(
 if [[ ${1:-} == --build ]]; then packages=("${build_packages[@]}"); fi
 
 export DEBIAN_FRONTEND=noninteractive
+# Packages such as nginx and squid start their system services when
+# installed; pinfold's tests and benchmarks start their own on loopback
+# ports and stop them by PID, so nothing may start here. policy-rc.d
+# answering 101 is Debian's way to say so; an existing one is kept.
+policy_rc=/usr/sbin/policy-rc.d
+if [[ ! -e $policy_rc ]]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy_rc"
+    chmod 755 "$policy_rc"
+    trap 'rm -f "$policy_rc"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 echo "install-deps.sh: ${#packages[@]} packages present"

@@ -899,11 +899,16 @@ void ProxyServer::State::advance(Connection& c) noexcept
         }
         if (c.phase == Phase::closing && c.client_tls && c.client_out.empty())
             c.client_tls->close(c.client_cipher_out);
+        // Draining an output buffer is progress too: it may be what a step
+        // that moved nothing was waiting for (a full client_out holding back
+        // upstream_in). Stopping there would leave neither socket watched.
+        std::size_t queued = c.client_out.size() + c.upstream_out.size();
         if (!write_side(c, false) || !write_side(c, true)) {
             close_connection(c);
             return;
         }
-        if (!progress)
+        bool drained = c.client_out.size() + c.upstream_out.size() < queued;
+        if (!progress && !drained)
             break;
     }
     if (c.phase == Phase::closing && client_drained(c)) {
