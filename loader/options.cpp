@@ -99,6 +99,9 @@ po::options_description run_description(RunOptions& o)
         ("audit", po::value(&o.audit_path), "append audit JSON lines to FILE (default: stderr)")
         ("host", po::value(&o.hosts)->composing(),
          "NAME=ADDR[,ADDR]: addresses of NAME for the proxy's Host check (like /etc/hosts)")
+        ("provider", po::value(&o.providers)->composing(),
+         "credential provider YAML file (repeatable): rules listing it in credentials: get its secret injected "
+         "(docs/credentials.md)")
         ("log-level", po::value(&o.log_level), "trace|debug|info|warn|error (default warn)")
         ("proxy", po::value(&o.proxy_path), "path of pinfold-proxy (default: beside pinfold)")
         ("upstream-ca", po::value(&o.upstream_ca_path),

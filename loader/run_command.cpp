@@ -23,6 +23,7 @@
 #include "cgroup.hpp"
 #include "dns/dns_server.hpp"
 #include "child_process.hpp"
+#include "credential_setup.hpp"
 #include "exe_identity.hpp"
 #include "limits.hpp"
 #include "privileges.hpp"
@@ -373,6 +374,18 @@ int run_sandbox_checked(const RunOptions& options)
         log()->error("{}", r.error().what());
         return exit_internal;
     }
+    // Secrets are read once, here; only the proxy ever gets them.
+    auto credentials = load_credentials(options.providers, *parsed);
+    if (!credentials) {
+        log()->error("{}", credentials.error().what());
+        return exit_internal;
+    }
+    if (!credentials->set.empty() && !options.sandbox.enabled) {
+        // Without the namespace sandbox CMD inherits our environment and
+        // sees our files: the secret would be in reach.
+        log()->error("--provider needs the namespace sandbox (not --sandbox off)");
+        return exit_internal;
+    }
     // Named now so the sandbox plan can carry its variables; written once
     // the proxy has made the CA.
     TrustBundle trust = plan_trust_bundle("run-" + std::to_string(::getpid()));
@@ -394,9 +407,15 @@ int run_sandbox_checked(const RunOptions& options)
         std::vector<MountStep> trust_mounts;
         if (::access(std::string(system_ca_bundle).c_str(), F_OK) == 0)
             trust_mounts.push_back({MountKind::bind_ro, trust.bundle_path, std::string(system_ca_bundle), {}});
-        auto plan = make_sandbox_plan(options.sandbox, trust.environment(), trust_mounts);
+        std::vector<std::string> sandbox_env = trust.environment();
+        sandbox_env.insert(sandbox_env.end(), credentials->sandbox_env.begin(), credentials->sandbox_env.end());
+        auto plan = make_sandbox_plan(options.sandbox, sandbox_env, trust_mounts);
         if (!plan) {
             log()->error("{}", plan.error().what());
+            return exit_internal;
+        }
+        if (auto r = check_sandbox_environment(credentials->set, plan->env); !r) {
+            log()->error("{}", r.error().what());
             return exit_internal;
         }
         sandbox_plan.emplace(std::move(*plan));
@@ -565,6 +584,15 @@ int run_sandbox_checked(const RunOptions& options)
     proxy_spec.argv.insert(proxy_spec.argv.end(), {"--upstream-ca-fd", std::to_string(roots_fd.get()),
                                                     "--ca-out-fd", std::to_string(ca_write.get())});
     proxy_spec.inherit_fds.push_back(roots_fd.get());
+    // Secrets: a sealed memfd, like the policy; never argv or environment.
+    auto credentials_memfd = credentials->set.empty() ? Result<int>(-1) : policy_memfd(credentials->set.serialize());
+    if (!credentials_memfd)
+        return fail_run(credentials_memfd.error());
+    OwnedFd credentials_fd(*credentials_memfd);
+    if (credentials_fd.get() >= 0) {
+        proxy_spec.argv.insert(proxy_spec.argv.end(), {"--credentials-fd", std::to_string(credentials_fd.get())});
+        proxy_spec.inherit_fds.push_back(credentials_fd.get());
+    }
     proxy_spec.inherit_fds.push_back(binaries_fd.get());
     proxy_spec.inherit_fds.push_back(ca_write.get());
     proxy_spec.drop_privileges = true;
@@ -577,6 +605,7 @@ int run_sandbox_checked(const RunOptions& options)
     policy_fd.reset();
     binaries_fd.reset();
     roots_fd.reset();
+    credentials_fd.reset();
     ca_write.reset();
     proxy_audit.reset();
     std::uint16_t dns_port = 0;

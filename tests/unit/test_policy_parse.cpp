@@ -146,7 +146,7 @@ TEST_CASE("parse_policy: rule errors")
           "p.yaml:4:5: field 'rules[1].endpoint': is required");
     CHECK(error_of(with_rule_line("acton: deny")) ==
           "p.yaml:4:5: field 'rules[0].acton': unknown key (expected one of: name, endpoint, methods, "
-          "binaries, action, tls)");
+          "binaries, credentials, action, tls)");
     CHECK(error_of(with_rule_line("endpoint: http://h.example/y")) ==
           "p.yaml:4:5: field 'rules[0].endpoint': duplicate key (first at line 3)");
     CHECK(error_of(with_rule_line("name: has space")) ==

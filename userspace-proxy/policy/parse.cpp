@@ -217,7 +217,7 @@ Result<Rule> PolicyParser::rule(const YAML::Node& node, std::size_t index) const
     const std::string field = "rules[" + std::to_string(index) + "]";
     if (!node.IsMap() || !has_plain_tag(node, "tag:yaml.org,2002:map"))
         return error(node.Mark(), field, "expected a mapping, got " + kind_of(node));
-    auto fields = entries(node, field, {"name", "endpoint", "methods", "binaries", "action", "tls"});
+    auto fields = entries(node, field, {"name", "endpoint", "methods", "binaries", "credentials", "action", "tls"});
     if (!fields)
         return std::unexpected(fields.error());
 
@@ -286,6 +286,22 @@ Result<Rule> PolicyParser::rule(const YAML::Node& node, std::size_t index) const
         }
     }
 
+    if (const Entry* credentials = find(*fields, "credentials")) {
+        auto list = string_list(*credentials, field + ".credentials");
+        if (!list)
+            return std::unexpected(list.error());
+        for (std::size_t i = 0; i < list->size(); ++i) {
+            auto& [provider, mark] = (*list)[i];
+            std::string item_field = field + ".credentials[" + std::to_string(i) + "]";
+            if (provider.empty() || provider.size() > max_name_bytes ||
+                !std::all_of(provider.begin(), provider.end(), [](char c) { return is_name_char(c, false); }))
+                return error(mark, item_field, "'" + provider + "' is not a provider name ([a-z0-9._-])");
+            if (std::find(rule.credentials.begin(), rule.credentials.end(), provider) != rule.credentials.end())
+                return error(mark, item_field, "duplicate provider '" + provider + "'");
+            rule.credentials.push_back(std::move(provider));
+        }
+    }
+
     if (const Entry* action = find(*fields, "action")) {
         auto text = string_value(action->value, action->value_mark(), field + ".action");
         if (!text)
@@ -322,6 +338,14 @@ Result<Rule> PolicyParser::rule(const YAML::Node& node, std::size_t index) const
             return error(tls->value_mark(), field + ".tls",
                          "passthrough needs an allow rule for all methods and the path '/**', without binaries "
                          "(the proxy cannot see requests it does not decrypt)");
+    }
+    if (!rule.credentials.empty()) {
+        const Entry* credentials = find(*fields, "credentials");
+        if (rule.action != Action::allow)
+            return error(credentials->value_mark(), field + ".credentials", "only an allow rule can inject credentials");
+        if (rule.tls == TlsMode::passthrough)
+            return error(credentials->value_mark(), field + ".credentials",
+                         "credentials need interception (tls: passthrough never sees the header)");
     }
     return rule;
 }

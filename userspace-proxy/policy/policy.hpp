@@ -36,6 +36,7 @@ struct Rule {
     Endpoint endpoint;
     std::vector<std::string> methods;   // empty: every known method
     std::vector<std::string> binaries;  // empty: any executable (see binaries.hpp)
+    std::vector<std::string> credentials; // providers whose header this rule injects (credentials.hpp)
     Action action = Action::allow;
     TlsMode tls = TlsMode::auto_select;
     int line = 0;                       // 1-based line of the rule in the file

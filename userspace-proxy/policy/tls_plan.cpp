@@ -18,11 +18,12 @@ bool applies_to(const Endpoint& endpoint, std::string_view host, bool wildcard_p
 }
 
 // A rule with binaries is decided per request against the connecting
-// executable, so it is never a reason to stop looking.
+// executable, and one with credentials injects into each request's head,
+// so neither is ever a reason to stop looking.
 bool sees_nothing(const Rule& rule)
 {
     return rule.action == Action::allow && rule.methods.empty() && rule.endpoint.path_glob == "/**" &&
-           rule.binaries.empty();
+           rule.binaries.empty() && rule.credentials.empty();
 }
 
 } // namespace

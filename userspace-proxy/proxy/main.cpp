@@ -158,9 +158,21 @@ int serve(const proxy::ProxyOptions& options)
             return 1;
         }
     }
+    auto credentials = std::make_shared<policy::CredentialSet>();
+    if (options.credentials_fd >= 0) {
+        auto text = read_all(options.credentials_fd);
+        ::close(options.credentials_fd);
+        auto set = text ? policy::CredentialSet::parse(*text) : std::unexpected(text.error());
+        if (!set) {
+            spdlog::error("{}", set.error().what());
+            return 1;
+        }
+        *credentials = std::move(*set);
+    }
     AuditLog audit(options.audit_fd);
     proxy::ProxyServer server(origins, resolver, audit);
     server.enable_tls(*ca, upstream_ctx->get());
+    server.set_credentials(std::move(credentials));
     server.set_policy(options.sandbox_id,
                       std::make_shared<const policy::CompiledPolicy>(std::move(*compiled)));
     auto port = server.listen_loopback();

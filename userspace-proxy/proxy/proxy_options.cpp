@@ -22,6 +22,7 @@ Result<ProxyOptions> parse_proxy_options(const std::vector<std::string>& args)
         ("sandbox-id", po::value(&o.sandbox_id)->required(), "cgroup id of the sandbox")
         ("host", po::value(&o.hosts)->composing(), "NAME=ADDR[,ADDR]")
         ("upstream-ca-fd", po::value(&o.upstream_ca_fd), "fd holding PEM roots for upstream TLS")
+        ("credentials-fd", po::value(&o.credentials_fd), "fd holding the credential providers and their secrets")
         ("ca-out-fd", po::value(&o.ca_out_fd), "fd to write the run CA certificate (PEM) to")
         ("dns-upstream", po::value(&o.dns_upstream), "ADDR:PORT: serve DNS and forward allowed names there")
         ("log-level", po::value(&o.log_level), "trace|debug|info|warn|error");

@@ -21,6 +21,7 @@ struct ProxyOptions {
     std::uint64_t sandbox_id = 0;
     std::vector<std::string> hosts;   // NAME=ADDR[,ADDR]
     int upstream_ca_fd = -1;     // PEM roots for upstream TLS; -1: the system store
+    int credentials_fd = -1;     // providers with their secrets (memfd; never argv or environment)
     int ca_out_fd = -1;          // the run CA certificate (PEM, public) is written here
     std::string dns_upstream;         // ADDR:PORT of the resolver allowed names go to; "" -> no DNS
     std::string log_level = "info";

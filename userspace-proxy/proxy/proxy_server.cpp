@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "credential_gate.hpp"
 #include "http/parser.hpp"
 #include "request_gate.hpp"
 #include "splice_relay.hpp"
@@ -123,6 +124,7 @@ struct Connection {
     bool first_request = true;
     // The exchange in progress.
     std::optional<http::BodyDecoder> request_body;
+    std::optional<policy::LeakScanner> request_scan;   // credentials in the request body
     std::optional<http::BodyDecoder> response_body;
     bool response_head_seen = false;
     bool response_until_close = false;
@@ -162,6 +164,7 @@ struct ProxyServer::State {
     std::unordered_map<std::uint64_t, std::shared_ptr<const policy::CompiledPolicy>> policies;
     std::unique_ptr<tls::LeafContexts> leaves;   // null: TLS disabled
     SSL_CTX* upstream_ctx = nullptr;
+    std::shared_ptr<const policy::CredentialSet> credentials = std::make_shared<const policy::CredentialSet>();
 
     State(OriginSource& o, Resolver& r, AuditLog& a, ProxyLimits l) : origins(o), resolver(r), audit(a), limits(l) {}
 
@@ -228,6 +231,12 @@ ProxyServer::~ProxyServer()
 void ProxyServer::set_policy(std::uint64_t sandbox_id, std::shared_ptr<const policy::CompiledPolicy> policy)
 {
     state_->policies[sandbox_id] = std::move(policy);
+}
+
+void ProxyServer::set_credentials(std::shared_ptr<const policy::CredentialSet> credentials)
+{
+    if (credentials)
+        state_->credentials = std::move(credentials);
 }
 
 void ProxyServer::enable_tls(const tls::CertificateAuthority& ca, SSL_CTX* upstream)
@@ -614,6 +623,21 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     c.record.reason = d.reason;
     if (c.client_tls)
         c.record.event = "https";
+    // Checked on denied requests too, so the audit says what was tried.
+    const std::vector<std::string>* bound = nullptr;
+    if (d.allowed && policy != nullptr)
+        for (const policy::Rule& rule : policy->policy().rules)
+            if (rule.name == d.rule)
+                bound = &rule.credentials;
+    CredentialOutcome injected = apply_credentials(*credentials, bound, head, d.upstream_target);
+    // The audit and the logs never hold a secret or a placeholder.
+    credentials->redact(c.record.host);
+    credentials->redact(c.record.path);
+    credentials->redact(c.record.reason);
+    if (!injected.allowed) {
+        reject(c, 403, d.rule, injected.reason);
+        return true;
+    }
     if (!d.allowed) {
         reject(c, d.status, d.rule, d.reason);
         return true;
@@ -632,6 +656,9 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     }
     c.upstream_out += http::serialize_request_head(head, d.upstream_target);
     c.request_body.reset();
+    c.request_scan.reset();
+    if (!credentials->empty())
+        c.request_scan.emplace(*credentials);
     if (head.body != http::BodyKind::none)
         c.request_body.emplace(head.body, head.content_length);
     c.response_body.reset();
@@ -651,6 +678,20 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
         auto used = c.request_body->feed(c.client_in);
         if (!used) {
             reject(c, used.error().status, c.record.rule, "malformed request body: " + used.error().reason);
+            return true;
+        }
+        // Checked before the bytes go upstream; the window carries a value
+        // split across reads or TLS records. The head is already gone, so
+        // the connection is cut rather than answered.
+        bool secret = false;
+        const policy::Provider* leaked =
+            c.request_scan ? c.request_scan->feed(std::string_view(c.client_in).substr(0, *used), &secret) : nullptr;
+        if (leaked != nullptr) {
+            std::string reason = std::string("possible credential exfiltration: the ") +
+                                 (secret ? "secret" : "placeholder") + " of provider '" + leaked->name +
+                                 "' is in the request body";
+            // Drops the upstream (and what is still queued for it).
+            reject(c, 403, c.record.rule, reason);
             return true;
         }
         c.upstream_out.append(c.client_in, 0, *used);

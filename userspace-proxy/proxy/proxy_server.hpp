@@ -10,6 +10,7 @@
 
 #include "connection_origin.hpp"
 #include "pinfold/audit_log.hpp"
+#include "policy/credentials.hpp"
 #include "policy/policy.hpp"
 #include "resolver.hpp"
 #include "tls/certificate_authority.hpp"
@@ -37,6 +38,11 @@ public:
     // verified with `upstream` (both borrowed, outliving run()). Without
     // this every TLS connection is denied.
     void enable_tls(const tls::CertificateAuthority& ca, SSL_CTX* upstream);
+
+    // Credential providers (docs/credentials.md): injected on requests of
+    // rules that list them; their placeholders and secrets anywhere else
+    // deny the request. Without this no request is changed.
+    void set_credentials(std::shared_ptr<const policy::CredentialSet> credentials);
 
     // Listens on 127.0.0.1 and [::1] on one port the kernel picks; returns it.
     [[nodiscard]] Result<std::uint16_t> listen_loopback();

@@ -1,0 +1,79 @@
+#pragma once
+// Credential providers: the sandbox holds a placeholder, the proxy puts the
+// real secret into one configured header of requests an allow rule binds to
+// the provider (`credentials: [name]`). Everything here is pure apart from
+// reading provider files and secret sources (the loader's job), so the
+// binding and the redaction are unit-tested.
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pinfold/error.hpp"
+
+namespace pinfold::policy {
+
+struct Provider {
+    std::string name;            // what rules name in `credentials:`
+    std::string header;          // matched case-insensitively
+    std::string value_template;  // "Bearer {{GITHUB_TOKEN}}"
+    std::string placeholder;     // "Bearer __GITHUB_TOKEN__": the header value the sandbox sends
+    std::string variable;        // "GITHUB_TOKEN": the name inside {{ }}
+    std::string token;           // "__GITHUB_TOKEN__": the placeholder's part where the secret goes
+    std::string source;          // "env:NAME" or "file:/path" (default env:<variable>)
+    std::string sandbox_env;     // variable set to `token` in the sandbox; "" for none
+    std::string origin;          // file name, for messages
+    // Filled by resolve_secret / parse_credential_set; never logged.
+    std::string secret;
+    std::string header_value;    // value_template with the secret in place
+};
+
+// Parses one provider file (YAML). Errors name FILE:LINE:COL and the field.
+[[nodiscard]] Result<Provider> parse_provider(std::string_view yaml_text, std::string_view source_name);
+[[nodiscard]] Result<Provider> load_provider_file(const std::string& path);
+
+// Reads the secret from `source` (env: through `getenv`, file: from disk,
+// one trailing newline dropped) and fills secret and header_value.
+[[nodiscard]] Result<void> resolve_secret(Provider& provider);
+
+// What the proxy holds: every provider with its secret. Passed from the
+// loader to the proxy through a sealed memfd, never argv or environment.
+class CredentialSet {
+public:
+    CredentialSet() = default;
+    explicit CredentialSet(std::vector<Provider> providers);
+
+    [[nodiscard]] const std::vector<Provider>& providers() const { return providers_; }
+    [[nodiscard]] const Provider* find(std::string_view name) const;
+    [[nodiscard]] bool empty() const { return providers_.empty(); }
+
+    // Longest placeholder token or secret, for the body scanner's window.
+    [[nodiscard]] std::size_t longest_needle() const;
+    // The provider whose placeholder token or secret occurs in `text`, or
+    // nullptr. `*secret_seen` tells which of the two.
+    [[nodiscard]] const Provider* mentioned_in(std::string_view text, bool* secret_seen = nullptr) const;
+    // Replaces every secret, header value and placeholder token in `text`.
+    void redact(std::string& text) const;
+
+    [[nodiscard]] std::string serialize() const;
+    [[nodiscard]] static Result<CredentialSet> parse(std::string_view text);
+
+private:
+    std::vector<Provider> providers_;
+};
+
+// Scans a stream for placeholder tokens and secrets across read
+// boundaries: keeps the last (longest needle - 1) bytes between feeds.
+class LeakScanner {
+public:
+    explicit LeakScanner(const CredentialSet& set) : set_(&set) {}
+    // The provider mentioned by the bytes seen so far, or nullptr.
+    [[nodiscard]] const Provider* feed(std::string_view bytes, bool* secret_seen = nullptr);
+
+private:
+    const CredentialSet* set_;
+    std::string tail_;
+};
+
+} // namespace pinfold::policy

@@ -1,0 +1,30 @@
+#pragma once
+// Credential injection for one request head: the placeholder of a provider
+// becomes the real header value only in that provider's header, only on a
+// request an allow rule bound to it; a placeholder token or secret anywhere
+// else in the head denies the request (possible exfiltration). Pure, so it
+// is unit-tested.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http/message.hpp"
+#include "policy/credentials.hpp"
+
+namespace pinfold::proxy {
+
+struct CredentialOutcome {
+    bool allowed = true;
+    std::string reason;                 // why not (redacted: names the provider, never a value)
+    std::vector<std::string> injected;  // provider names put into the head
+};
+
+// `bound`: the credentials of the allow rule that matched, or nullptr when
+// the request was not allowed (then nothing is injected, only checked).
+// `head` is changed only when the outcome allows.
+[[nodiscard]] CredentialOutcome apply_credentials(const policy::CredentialSet& set,
+                                                  const std::vector<std::string>* bound, http::RequestHead& head,
+                                                  std::string_view upstream_target);
+
+} // namespace pinfold::proxy
