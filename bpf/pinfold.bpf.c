@@ -46,9 +46,16 @@ static __always_inline __u64 pf_sandbox_id(void)
 	return bpf_get_current_ancestor_cgroup_id(pf_sandbox_level);
 }
 
-static __always_inline void pf_report(__u32 kind, __u32 reason, __u64 sandbox,
-				      const __u8 addr[PF_ADDR_LEN], __u16 port,
-				      __u16 family, __u16 type, __u16 protocol)
+/*
+ * `from_task` is a constant at every call site, so clang drops the task
+ * helpers from programs that run without a meaningful current task:
+ * cgroup_skb ingress runs in softirq, and 6.1 (get_current_pid_tgid) and
+ * 6.12 (get_current_uid_gid) refuse those helpers there outright.
+ */
+static __always_inline void pf_emit(__u32 kind, __u32 reason, __u64 sandbox,
+				    const __u8 addr[PF_ADDR_LEN], __u16 port,
+				    __u16 family, __u16 type, __u16 protocol,
+				    const int from_task)
 {
 	struct pf_event *ev;
 
@@ -57,10 +64,16 @@ static __always_inline void pf_report(__u32 kind, __u32 reason, __u64 sandbox,
 		return;
 	ev->kind = kind;
 	ev->reason = reason;
-	ev->pid = bpf_get_current_pid_tgid() >> 32;
-	ev->uid = (__u32)bpf_get_current_uid_gid();
+	if (from_task) {
+		ev->pid = bpf_get_current_pid_tgid() >> 32;
+		ev->uid = (__u32)bpf_get_current_uid_gid();
+		ev->cgroup_id = bpf_get_current_cgroup_id();
+	} else {
+		ev->pid = 0;
+		ev->uid = 0;
+		ev->cgroup_id = 0;
+	}
 	ev->sandbox_id = sandbox;
-	ev->cgroup_id = bpf_get_current_cgroup_id();
 	if (addr)
 		__builtin_memcpy(ev->addr, addr, PF_ADDR_LEN);
 	else
@@ -70,6 +83,13 @@ static __always_inline void pf_report(__u32 kind, __u32 reason, __u64 sandbox,
 	ev->sock_type = type;
 	ev->protocol = protocol;
 	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline void pf_report(__u32 kind, __u32 reason, __u64 sandbox,
+				      const __u8 addr[PF_ADDR_LEN], __u16 port,
+				      __u16 family, __u16 type, __u16 protocol)
+{
+	pf_emit(kind, reason, sandbox, addr, port, family, type, protocol, 1);
 }
 
 static __always_inline void pf_fill_identity(struct pf_origin *o, __u64 sandbox,
@@ -439,9 +459,9 @@ int pf_skb_ingress(struct __sk_buff *skb)
 	if (proto == IPPROTO_UDP && cfg && cfg->dns_port &&
 	    key.port == cfg->dns_port && pf_is_loopback6(saddr))
 		return 1;
-	pf_report(PF_EV_INBOUND_DENIED, PF_DENY_INBOUND, sandbox, key.addr,
-		  key.port, 0, proto == IPPROTO_TCP ? SOCK_STREAM : SOCK_DGRAM,
-		  proto);
+	pf_emit(PF_EV_INBOUND_DENIED, PF_DENY_INBOUND, sandbox, key.addr,
+		key.port, 0, proto == IPPROTO_TCP ? SOCK_STREAM : SOCK_DGRAM,
+		proto, 0);
 	return 0;
 }
 
