@@ -272,3 +272,12 @@ TEST_CASE("loader: a rule naming an unloaded provider is an error naming the rul
     CHECK_FALSE(loader::check_sandbox_environment(set, {std::string("GITHUB_TOKEN=") + secret}));
     CHECK(loader::check_sandbox_environment(set, {"GITHUB_TOKEN=__GITHUB_TOKEN__"}));
 }
+
+TEST_CASE("the shipped provider example parses")
+{
+    auto p = load_provider_file(std::string(PINFOLD_SOURCE_DIR) + "/policies/providers/github.yaml");
+    REQUIRE_MESSAGE(p.has_value(), p.error().what());
+    CHECK(p->token == "__GITHUB_TOKEN__");
+    CHECK(p->sandbox_env == "GITHUB_TOKEN");
+    CHECK(p->source == "env:GITHUB_TOKEN");
+}
