@@ -1,6 +1,12 @@
 #include "credential_setup.hpp"
 
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 
 namespace pinfold::loader {
 
@@ -43,6 +49,66 @@ Result<LoadedCredentials> load_credentials(const std::vector<std::string>& provi
     }
     out.set = policy::CredentialSet(std::move(providers));
     return out;
+}
+
+Result<void> add_services(const std::vector<std::string>& specs, LoadedCredentials& loaded)
+{
+    std::vector<policy::Provider> providers = loaded.set.providers();
+    for (const std::string& spec : specs) {
+        std::string where = "--service '" + spec + "'";
+        auto eq = spec.find('=');
+        auto comma = spec.find(",token-file=");
+        if (eq == std::string::npos || comma == std::string::npos || comma < eq)
+            return fail(where + ": expected NAME=127.0.0.1:PORT,token-file=PATH");
+        std::string name = spec.substr(0, eq);
+        std::string address = spec.substr(eq + 1, comma - eq - 1);
+        std::string token_file = spec.substr(comma + 12);
+        bool name_ok = !name.empty() && name.size() <= 63 && std::all_of(name.begin(), name.end(), [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+        });
+        if (!name_ok)
+            return fail(where + ": NAME must be 1 to 63 of [a-z0-9-]");
+        auto colon = address.rfind(':');
+        std::string ip = colon == std::string::npos ? "" : address.substr(0, colon);
+        std::string port = colon == std::string::npos ? "" : address.substr(colon + 1);
+        if (ip != "127.0.0.1" || port.empty() || port.size() > 5 ||
+            !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+            std::stoul(port) == 0 || std::stoul(port) > 65535)
+            return fail(where + ": the address must be 127.0.0.1:PORT (a host-local service)");
+        if (!token_file.starts_with('/'))
+            return fail(where + ": token-file must be an absolute path");
+        for (const policy::Provider& p : providers)
+            if (p.name == "service-" + name)
+                return fail(where + ": service '" + name + "' is given twice");
+        unsigned char random[32];
+        if (::getrandom(random, sizeof random, 0) != static_cast<ssize_t>(sizeof random))
+            return fail_errno(where + ": getrandom");
+        std::string token;
+        for (unsigned char b : random) {
+            char hex[3];
+            std::snprintf(hex, sizeof hex, "%02x", b);
+            token += hex;
+        }
+        int fd = ::open(token_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return fail_errno(where + ": cannot write the token file");
+        bool written = ::fchmod(fd, 0600) == 0 && ::write(fd, token.data(), token.size()) ==
+                                                      static_cast<ssize_t>(token.size());
+        ::close(fd);
+        if (!written)
+            return fail_errno(where + ": cannot write the token file");
+        policy::Provider p;
+        p.name = "service-" + name;
+        p.header = "Authorization";
+        p.secret = token;
+        p.header_value = "Bearer " + token;
+        p.service_host = name;
+        p.origin = "--service";
+        providers.push_back(std::move(p));
+        loaded.service_hosts.push_back(name + "=" + ip);
+    }
+    loaded.set = policy::CredentialSet(std::move(providers));
+    return {};
 }
 
 Result<void> check_sandbox_environment(const policy::CredentialSet& set, const std::vector<std::string>& env)

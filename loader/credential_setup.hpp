@@ -16,7 +16,13 @@ namespace pinfold::loader {
 struct LoadedCredentials {
     policy::CredentialSet set;
     std::vector<std::string> sandbox_env;   // NAME=PLACEHOLDER-TOKEN
+    std::vector<std::string> service_hosts; // NAME=ADDR for the proxy's Host check
 };
+
+// --service NAME=127.0.0.1:PORT,token-file=PATH (fullsend ADR-0017): a fresh
+// per-run bearer token, written 0600 to PATH for the service to check and
+// added by the proxy to every allowed request for Host NAME.
+[[nodiscard]] Result<void> add_services(const std::vector<std::string>& specs, LoadedCredentials& loaded);
 
 // All or nothing: every file parsed, every secret read, every name a rule
 // lists loaded, before anything is used.

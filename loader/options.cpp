@@ -102,6 +102,9 @@ po::options_description run_description(RunOptions& o)
         ("provider", po::value(&o.providers)->composing(),
          "credential provider YAML file (repeatable): rules listing it in credentials: get its secret injected "
          "(docs/credentials.md)")
+        ("service", po::value(&o.services)->composing(),
+         "NAME=127.0.0.1:PORT,token-file=PATH: a host-local service the sandbox reaches as http://NAME:PORT/ under "
+         "the policy; a fresh per-run bearer token is written to PATH and added by the proxy (docs/credentials.md)")
         ("log-level", po::value(&o.log_level), "trace|debug|info|warn|error (default warn)")
         ("proxy", po::value(&o.proxy_path), "path of pinfold-proxy (default: beside pinfold)")
         ("upstream-ca", po::value(&o.upstream_ca_path),

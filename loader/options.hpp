@@ -16,6 +16,7 @@ struct RunOptions {
     std::string audit_path;              // "" -> stderr
     std::vector<std::string> hosts;      // NAME=ADDR[,ADDR] for the proxy
     std::vector<std::string> providers;  // credential provider files (docs/credentials.md)
+    std::vector<std::string> services;   // NAME=127.0.0.1:PORT,token-file=PATH (docs/credentials.md)
     std::vector<std::string> command;    // CMD [ARGS]
     std::string log_level = "warn";
     std::string proxy_path;              // "" -> pinfold-proxy beside this binary

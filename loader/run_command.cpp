@@ -380,6 +380,10 @@ int run_sandbox_checked(const RunOptions& options)
         log()->error("{}", credentials.error().what());
         return exit_internal;
     }
+    if (auto r = add_services(options.services, *credentials); !r) {
+        log()->error("{}", r.error().what());
+        return exit_internal;
+    }
     if (!credentials->set.empty() && !options.sandbox.enabled) {
         // Without the namespace sandbox CMD inherits our environment and
         // sees our files: the secret would be in reach.
@@ -562,6 +566,10 @@ int run_sandbox_checked(const RunOptions& options)
                        "--sandbox-id", std::to_string(run.sandbox_cgroup->id()),
                        "--log-level", options.log_level};
     for (const auto& host : options.hosts) {
+        proxy_spec.argv.push_back("--host");
+        proxy_spec.argv.push_back(host);
+    }
+    for (const auto& host : credentials->service_hosts) {
         proxy_spec.argv.push_back("--host");
         proxy_spec.argv.push_back(host);
     }

@@ -281,3 +281,35 @@ TEST_CASE("the shipped provider example parses")
     CHECK(p->sandbox_env == "GITHUB_TOKEN");
     CHECK(p->source == "env:GITHUB_TOKEN");
 }
+
+TEST_CASE("host-side service: the proxy adds its token to allowed requests for its name only")
+{
+    Provider service;
+    service.name = "service-notes";
+    service.header = "Authorization";
+    service.secret = "0123456789abcdef0123456789abcdef";
+    service.header_value = "Bearer 0123456789abcdef0123456789abcdef";
+    service.service_host = "notes";
+    CredentialSet set({service});
+    auto back = CredentialSet::parse(set.serialize());
+    REQUIRE(back);
+    CHECK(back->providers()[0].service_host == "notes");
+
+    std::vector<std::string> none;
+    auto head = head_with({{"authorization", "Bearer forged"}, {"Accept", "*/*"}});
+    auto r = proxy::apply_credentials(set, &none, head, "/notes", "notes");
+    CHECK(r.allowed);
+    REQUIRE(head.headers.size() == 2);
+    CHECK(head.headers[1].value == service.header_value);
+    CHECK(head.headers[0].name == "Accept");
+
+    auto other = head_with({});
+    CHECK(proxy::apply_credentials(set, &none, other, "/notes", "elsewhere").allowed);
+    CHECK(other.headers.empty());
+    auto denied = head_with({});
+    CHECK(proxy::apply_credentials(set, nullptr, denied, "/notes", "notes").allowed);
+    CHECK(denied.headers.empty());
+    // The token itself is a secret like any other.
+    auto leak = head_with({{"X", service.secret}});
+    CHECK_FALSE(proxy::apply_credentials(set, &none, leak, "/x", "elsewhere").allowed);
+}

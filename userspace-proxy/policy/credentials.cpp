@@ -339,7 +339,7 @@ const Provider* CredentialSet::mentioned_in(std::string_view text, bool* secret_
 {
     for (const Provider& p : providers_) {
         bool secret = !p.secret.empty() && text.find(p.secret) != std::string_view::npos;
-        if (secret || text.find(p.token) != std::string_view::npos) {
+        if (secret || (!p.token.empty() && text.find(p.token) != std::string_view::npos)) {
             if (secret_seen)
                 *secret_seen = secret;
             return &p;
@@ -354,7 +354,8 @@ void CredentialSet::redact(std::string& text) const
         std::string mark = "[redacted:" + p.name + "]";
         replace_all(text, p.header_value, mark);
         replace_all(text, p.secret, mark);
-        replace_all(text, p.token, mark);
+        if (!p.token.empty())
+            replace_all(text, p.token, mark);
     }
 }
 
@@ -364,7 +365,8 @@ std::string CredentialSet::serialize() const
     for (const Provider& p : providers_)
         for (std::string_view field : {std::string_view(p.name), std::string_view(p.header),
                                        std::string_view(p.placeholder), std::string_view(p.token),
-                                       std::string_view(p.secret), std::string_view(p.header_value)})
+                                       std::string_view(p.secret), std::string_view(p.header_value),
+                                       std::string_view(p.service_host)})
             append_field(out, field);
     return out;
 }
@@ -374,13 +376,14 @@ Result<CredentialSet> CredentialSet::parse(std::string_view text)
     std::vector<Provider> providers;
     while (!text.empty()) {
         Provider p;
-        for (std::string* field : {&p.name, &p.header, &p.placeholder, &p.token, &p.secret, &p.header_value}) {
+        for (std::string* field :
+             {&p.name, &p.header, &p.placeholder, &p.token, &p.secret, &p.header_value, &p.service_host}) {
             auto value = take_field(text);
             if (!value)
                 return std::unexpected(value.error());
             *field = std::move(*value);
         }
-        if (p.name.empty() || p.header.empty() || p.token.empty() || p.secret.empty())
+        if (p.name.empty() || p.header.empty() || (p.token.empty() && p.service_host.empty()) || p.secret.empty())
             return fail("credential set: provider with an empty field");
         providers.push_back(std::move(p));
     }

@@ -24,6 +24,10 @@ struct Provider {
     std::string source;          // "env:NAME" or "file:/path" (default env:<variable>)
     std::string sandbox_env;     // variable set to `token` in the sandbox; "" for none
     std::string origin;          // file name, for messages
+    // Host-side service (--service NAME=ADDR:PORT): no placeholder; the
+    // proxy itself adds the header to every allowed request whose Host is
+    // this name, replacing any header of that name the sandbox sent.
+    std::string service_host;
     // Filled by resolve_secret / parse_credential_set; never logged.
     std::string secret;
     std::string header_value;    // value_template with the secret in place

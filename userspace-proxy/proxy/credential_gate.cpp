@@ -26,7 +26,7 @@ CredentialOutcome exfiltration(const policy::Provider& p, bool secret, const std
 } // namespace
 
 CredentialOutcome apply_credentials(const policy::CredentialSet& set, const std::vector<std::string>* bound,
-                                    http::RequestHead& head, std::string_view upstream_target)
+                                    http::RequestHead& head, std::string_view upstream_target, std::string_view host)
 {
     if (set.empty())
         return {};
@@ -67,6 +67,15 @@ CredentialOutcome apply_credentials(const policy::CredentialSet& set, const std:
     for (const Replacement& r : replacements) {
         head.headers[r.header].value = r.provider->header_value;
         out.injected.push_back(r.provider->name);
+    }
+    if (bound == nullptr)
+        return out;
+    for (const policy::Provider& p : set.providers()) {
+        if (p.service_host.empty() || p.service_host != host)
+            continue;
+        std::erase_if(head.headers, [&](const http::Header& h) { return same_name(h.name, p.header); });
+        head.headers.push_back({p.header, p.header_value});
+        out.injected.push_back(p.name);
     }
     return out;
 }

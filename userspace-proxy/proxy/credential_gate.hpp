@@ -22,9 +22,11 @@ struct CredentialOutcome {
 
 // `bound`: the credentials of the allow rule that matched, or nullptr when
 // the request was not allowed (then nothing is injected, only checked).
-// `head` is changed only when the outcome allows.
+// `head` is changed only when the outcome allows. `host` (the decided Host,
+// lowercase) selects host-side services: an allowed request to one gets its
+// header from the proxy, whatever the sandbox sent in that header.
 [[nodiscard]] CredentialOutcome apply_credentials(const policy::CredentialSet& set,
                                                   const std::vector<std::string>* bound, http::RequestHead& head,
-                                                  std::string_view upstream_target);
+                                                  std::string_view upstream_target, std::string_view host = {});
 
 } // namespace pinfold::proxy

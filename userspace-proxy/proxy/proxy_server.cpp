@@ -629,7 +629,7 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
         for (const policy::Rule& rule : policy->policy().rules)
             if (rule.name == d.rule)
                 bound = &rule.credentials;
-    CredentialOutcome injected = apply_credentials(*credentials, bound, head, d.upstream_target);
+    CredentialOutcome injected = apply_credentials(*credentials, bound, head, d.upstream_target, d.host);
     // The audit and the logs never hold a secret or a placeholder.
     credentials->redact(c.record.host);
     credentials->redact(c.record.path);
