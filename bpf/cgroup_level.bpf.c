@@ -20,6 +20,13 @@ __u64 pf_ancestors[PF_CGROUP_MAX_LEVELS];
 SEC("syscall")
 int pf_cg_levels(void *ctx)
 {
+	/*
+	 * Fully unrolled: every store then has a constant offset. A variable
+	 * offset into the map value is refused without CAP_PERFMON ("pointer
+	 * arithmetic of map value goes out of range, prohibited for !root"),
+	 * and pinfold must load with CAP_BPF + CAP_NET_ADMIN alone.
+	 */
+#pragma clang loop unroll(full)
 	for (int i = 0; i < PF_CGROUP_MAX_LEVELS; i++)
 		pf_ancestors[i] = bpf_get_current_ancestor_cgroup_id(i);
 	return 0;
