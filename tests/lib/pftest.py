@@ -18,6 +18,7 @@ import time
 import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_DIR = os.environ.get("PINFOLD_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 PINFOLD = os.environ.get("PINFOLD_BIN", os.path.join(BUILD_DIR, "bin", "pinfold"))
 RUN_TIMEOUT = 60  # seconds for any one `pinfold run`
@@ -243,7 +244,10 @@ class PinfoldTestCase(unittest.TestCase):
 
     def pinfold(self, policy, command, extra=(), timeout=RUN_TIMEOUT, check_clean=True, input_text=None):
         audit = os.path.join(self.tmp, f"audit-{time.monotonic_ns()}.jsonl")
-        argv = [PINFOLD, "run", "--policy", policy, "--audit", audit, *extra, "--", *command]
+        # The sandbox has a private /tmp: a checkout under /tmp (CI's clones)
+        # would leave the test helpers the sandboxed commands run invisible.
+        visible = [] if "--sandbox" in extra else ["--ro", TESTS_DIR]
+        argv = [PINFOLD, "run", "--policy", policy, "--audit", audit, *visible, *extra, "--", *command]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL)
         try:
