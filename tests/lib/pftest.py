@@ -32,6 +32,10 @@ SANDBOX_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) el
 # sets PINFOLD_KERNEL_LACKS for an older guest kernel; elsewhere it is unset
 # and every test runs: a missing feature then fails, never skips.
 KERNEL_FEATURES = {
+    # kfunc bpf_cast_to_kern_ctx (used by the unix hooks): before it, libbpf
+    # looks for the weak extern in module BTFs, which needs CAP_SYS_ADMIN, so
+    # the object loads only with root/SYS_ADMIN there (docs/kernel-support.md).
+    "kern_ctx_kfunc": "6.2",
     "connect_unix": "6.7",    # cgroup connect_unix/sendmsg_unix hooks
     "landlock_net": "6.7",    # Landlock TCP bind/connect rules (ABI 4)
     "bpf_token": "6.9",       # BPF token from a delegated bpffs

@@ -198,6 +198,7 @@ os.waitpid(child, 0)
     def test_capture_off_variant_loads_with_cap_bpf_and_cap_net_admin_only(self):
         # As uid nobody: the same object, capture off, loads with exactly
         # CAP_BPF + CAP_NET_ADMIN; capture on needs CAP_PERFMON as well.
+        pftest.require_kernel(self, "kern_ctx_kfunc")
         probe = os.path.join(self.tmp, "identity_load_probe")
         shutil.copy2(os.path.join(os.path.dirname(pftest.PINFOLD), "identity_load_probe"), probe)
         os.chmod(probe, 0o755)
