@@ -100,6 +100,7 @@ features_lacking() {
     ((v < 6007)) && lacks+=(connect_unix landlock_net)
     ((v < 6009)) && lacks+=(bpf_token)
     ((v < 6012)) && lacks+=(landlock_scope)
+    ((v < 6017)) && lacks+=(nospec_fallback)
     local IFS=,
     echo "${lacks[*]}"
 }

@@ -36,6 +36,12 @@ KERNEL_FEATURES = {
     # looks for the weak extern in module BTFs, which needs CAP_SYS_ADMIN, so
     # the object loads only with root/SYS_ADMIN there (docs/kernel-support.md).
     "kern_ctx_kfunc": "6.2",
+    # Without CAP_PERFMON the verifier also walks the speculative (dead)
+    # branch of a rodata switch and refuses the PERFMON-gated helper there;
+    # measured on 6.1 and 6.12, not on 6.18 (the verifier's nospec fallback
+    # for Spectre v1 paths, believed 6.17). Affects loading with only
+    # CAP_BPF + CAP_NET_ADMIN (docs/kernel-support.md).
+    "nospec_fallback": "6.17",
     "connect_unix": "6.7",    # cgroup connect_unix/sendmsg_unix hooks
     "landlock_net": "6.7",    # Landlock TCP bind/connect rules (ABI 4)
     "bpf_token": "6.9",       # BPF token from a delegated bpffs

@@ -199,6 +199,7 @@ os.waitpid(child, 0)
         # As uid nobody: the same object, capture off, loads with exactly
         # CAP_BPF + CAP_NET_ADMIN; capture on needs CAP_PERFMON as well.
         pftest.require_kernel(self, "kern_ctx_kfunc")
+        pftest.require_kernel(self, "nospec_fallback")
         probe = os.path.join(self.tmp, "identity_load_probe")
         shutil.copy2(os.path.join(os.path.dirname(pftest.PINFOLD), "identity_load_probe"), probe)
         os.chmod(probe, 0o755)
