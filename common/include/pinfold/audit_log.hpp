@@ -33,21 +33,33 @@ struct AuditRecord {
 // The JSON line (without the newline) for a record at `unix_time_ns`.
 [[nodiscard]] std::string format_audit_record(const AuditRecord& record, std::int64_t unix_time_ns);
 
+// Appends the JSON line (without the newline) for a record to `out`.
+void append_audit_record(std::string& out, const AuditRecord& record, std::int64_t unix_time_ns);
+
 class AuditLog {
 public:
     // Takes ownership of fd (-1: audit disabled).
-    explicit AuditLog(int fd) noexcept : fd_(fd) {}
+    explicit AuditLog(int fd) noexcept;
     AuditLog(const AuditLog&) = delete;
     AuditLog& operator=(const AuditLog&) = delete;
-    ~AuditLog();
+    ~AuditLog();   // flushes
 
     // Never throws; a failed write is counted, not fatal (the decision
-    // itself has already been enforced).
+    // itself has already been enforced). Unbuffered: written at once.
+    // Buffered: held until flush(), or until the batch is as large as one
+    // write() may be without lines of other writers interleaving.
     void write(const AuditRecord& record) noexcept;
+    // An event loop batches the records of one wake-up and flushes before
+    // it blocks again (and before it exits).
+    void set_buffered(bool buffered) noexcept;
+    void flush() noexcept;
     [[nodiscard]] std::uint64_t failed_writes() const noexcept { return failed_writes_; }
 
 private:
     int fd_;
+    bool buffered_ = false;
+    std::size_t batch_limit_ = 4096;   // PIPE_BUF unless fd_ is a regular file
+    std::string pending_;
     std::uint64_t failed_writes_ = 0;
 };
 
