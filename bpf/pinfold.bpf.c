@@ -18,6 +18,7 @@
 #include "lib/identity.h"
 #include "lib/dns.h"
 #include "lib/local.h"
+#include "lib/exempt.h"
 #include "lib/unix.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -164,6 +165,8 @@ int pf_connect4(struct bpf_sock_addr *ctx)
 	__u64 sandbox = pf_sandbox_id();
 	int verdict;
 
+	if (pf_exempt_connect(ctx->sk))
+		return 1;
 	pf_addr_from_ip4(o.orig_addr, ctx->user_ip4);
 	o.orig_port = bpf_ntohs((__u16)ctx->user_port);
 	o.orig_family = AF_INET;
@@ -183,6 +186,8 @@ int pf_connect6(struct bpf_sock_addr *ctx)
 	__u32 ip6[4];
 	int mapped, verdict;
 
+	if (pf_exempt_connect(ctx->sk))
+		return 1;
 	ip6[0] = pf_ctx_u32(&ctx->user_ip6[0]);
 	ip6[1] = pf_ctx_u32(&ctx->user_ip6[1]);
 	ip6[2] = pf_ctx_u32(&ctx->user_ip6[2]);
@@ -247,6 +252,8 @@ int pf_sendmsg4(struct bpf_sock_addr *ctx)
 	__u32 ip4 = ctx->user_ip4;
 	int verdict;
 
+	if (pf_exempt_reply(ctx->sk, pf_is_loopback4(ip4)))
+		return 1;
 	pf_addr_from_ip4(addr, ip4);
 	verdict = pf_datagram(ctx, addr, AF_INET,
 			      pf_own_local4(ctx, ip4, (__u16)ctx->user_port, 1,
@@ -266,6 +273,8 @@ int pf_sendmsg6(struct bpf_sock_addr *ctx)
 	ip6[1] = pf_ctx_u32(&ctx->user_ip6[1]);
 	ip6[2] = pf_ctx_u32(&ctx->user_ip6[2]);
 	ip6[3] = pf_ctx_u32(&ctx->user_ip6[3]);
+	if (pf_exempt_reply(ctx->sk, pf_is_loopback6(ip6)))
+		return 1;
 	verdict = pf_datagram(ctx, (const __u8 *)ip6, AF_INET6,
 			      pf_own_local6(ctx, ip6, (__u16)ctx->user_port, 1,
 					    pf_sandbox_id()));
@@ -453,6 +462,8 @@ int pf_skb_ingress(struct __sk_buff *skb)
 	sandbox = bpf_skb_ancestor_cgroup_id(skb, pf_sandbox_level);
 	owner = bpf_map_lookup_elem(&local_flow_map, &key);
 	if (owner && *owner == sandbox)
+		return 1;
+	if (pf_exempt_ingress(skb))
 		return 1;
 	__builtin_memcpy(saddr, key.addr, PF_ADDR_LEN);
 	cfg = bpf_map_lookup_elem(&sandbox_map, &sandbox);

@@ -26,10 +26,11 @@ constexpr uid_t nobody = 65534;
 pid_t clone3_into(int cgroup_fd, int* pidfd, std::uint64_t namespaces)
 {
     struct clone_args args {};
-    args.flags = CLONE_INTO_CGROUP | CLONE_PIDFD | namespaces;
+    // No cgroup (container mode): the child stays in ours.
+    args.flags = (cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0) | CLONE_PIDFD | namespaces;
     args.pidfd = reinterpret_cast<std::uint64_t>(pidfd);
     args.exit_signal = SIGCHLD;
-    args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
+    args.cgroup = cgroup_fd >= 0 ? static_cast<std::uint64_t>(cgroup_fd) : 0;
     return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
 }
 
@@ -39,6 +40,16 @@ pid_t clone3_into(int cgroup_fd, int* pidfd, std::uint64_t namespaces)
     ChildFailure failure{err, stage_exec, -1};
     (void)!::write(report_fd, &failure, sizeof failure);
     ::_exit(127);
+}
+
+bool strip_capabilities()
+{
+    ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {};
+    if (::syscall(SYS_capset, &header, data) != 0)
+        return false;
+    return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
 }
 
 bool drop_all_privileges()
@@ -81,6 +92,8 @@ bool drop_all_privileges()
             child_fail(report_fd, errno);
     }
     if (spec.drop_privileges && !drop_all_privileges())
+        child_fail(report_fd, errno ? errno : EPERM);
+    if (spec.strip_capabilities && !strip_capabilities())
         child_fail(report_fd, errno ? errno : EPERM);
     ::execvp(argv[0], argv);
     child_fail(report_fd, errno);

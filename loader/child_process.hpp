@@ -19,6 +19,10 @@ struct SpawnSpec {
     int cgroup_fd = -1;                 // the child starts in this cgroup
     std::vector<int> inherit_fds;       // kept open across exec; all else is closed
     bool drop_privileges = false;       // proxy: no capabilities, nobody when root
+    // Container mode (no CAP_SETUID to become nobody): the same uid, but no
+    // capabilities and no_new_privs, so no setuid binary or root exec
+    // brings CAP_BPF back.
+    bool strip_capabilities = false;
     bool stdin_null = false;
     // Set: the child gets the namespace sandbox of this plan (see
     // namespaces.hpp) and does not start before `before_start` (given its

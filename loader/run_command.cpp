@@ -21,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cgroup.hpp"
+#include "container_mode.hpp"
 #include "dns/dns_server.hpp"
 #include "child_process.hpp"
 #include "credential_setup.hpp"
@@ -221,23 +222,40 @@ struct Run {
     std::unique_ptr<SteeringPrograms> programs;
     std::optional<CgroupDir> proxy_cgroup;
     std::optional<CgroupDir> sandbox_cgroup;
+    std::optional<ContainerCgroup> container;   // container mode: no cgroup of our own
     std::optional<ResourceLimits> limits;
     std::optional<ChildProcess> proxy;
     std::optional<ChildProcess> command;
 };
 
+// The cgroup the hooks police: the run's sandbox cgroup, or in container
+// mode the container's own.
+std::uint64_t sandbox_id_of(const Run& run)
+{
+    return run.container ? run.container->id : run.sandbox_cgroup->id();
+}
+
+// Kills the job's processes: its cgroup, or in container mode (a read-only
+// cgroup tree: no cgroup.kill) every descendant of ours but the proxy.
+Result<void> kill_job(const Run& run, std::chrono::milliseconds timeout)
+{
+    if (run.sandbox_cgroup)
+        return run.sandbox_cgroup->kill_all(timeout);
+    if (run.container && run.command)
+        return kill_descendants(run.proxy ? run.proxy->pid() : 0, run.command->pid(), timeout);
+    return {};
+}
+
 // Stops the command and everything it left, then the proxy; what remains
 // (links, pins, cgroups) goes with the Run's destructors.
 void teardown(Run& run, AuditLog& audit)
 {
-    if (run.sandbox_cgroup) {
-        if (auto r = run.sandbox_cgroup->kill_all(std::chrono::seconds(5)); !r)
-            log()->warn("{}", r.error().what());
-    }
+    if (auto r = kill_job(run, std::chrono::seconds(5)); !r)
+        log()->warn("{}", r.error().what());
     if (run.command)
         run.command->reap();
-    if (run.programs && run.sandbox_cgroup)
-        run.programs->remove_sandbox(run.sandbox_cgroup->id());
+    if (run.programs && (run.sandbox_cgroup || run.container))
+        run.programs->remove_sandbox(sandbox_id_of(run));
     if (run.proxy && !run.proxy->exited()) {
         // Without capabilities a root pinfold cannot signal the proxy
         // (uid nobody): then waiting for a SIGTERM that never went out
@@ -296,8 +314,8 @@ int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
                 AuditRecord r;
                 r.event = "syscall";
                 r.verdict = "deny";
-                r.sandbox = run.sandbox_cgroup->id();
-                r.cgroup = run.sandbox_cgroup->id();
+                r.sandbox = sandbox_id_of(run);
+                r.cgroup = sandbox_id_of(run);
                 r.pid = call->pid;
                 r.reason = "refused by the sandbox's seccomp filter: " + describe_refused_call(*call);
                 audit.write(r);
@@ -311,11 +329,11 @@ int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
             AuditRecord r;
             r.event = "timeout";
             r.verdict = "deny";
-            r.sandbox = run.sandbox_cgroup->id();
+            r.sandbox = sandbox_id_of(run);
             r.reason = "the run reached its --timeout; every process of the sandbox was killed";
             audit.write(r);
             log()->error("{}", r.reason);
-            if (auto k = run.sandbox_cgroup->kill_all(std::chrono::seconds(5)); !k)
+            if (auto k = kill_job(run, std::chrono::seconds(5)); !k)
                 log()->warn("{}", k.error().what());
             command.reap();
             return exit_timeout;
@@ -460,17 +478,27 @@ int run_sandbox_checked(const RunOptions& options)
         log()->error("{}", cgroup_root.error().what());
         return exit_internal;
     }
-    RunPaths paths;
-    paths.cgroup_parent = *cgroup_root + "/pinfold";
-    if (::mkdir(paths.cgroup_parent.c_str(), 0755) != 0 && errno != EEXIST) {
-        log()->error("create cgroup {}: {}", paths.cgroup_parent, std::strerror(errno));
+    // A read-only cgroup2 mount: container mode (container_mode.hpp).
+    auto container = detect_container_mode(*cgroup_root);
+    if (!container) {
+        log()->error("{}", container.error().what());
         return exit_internal;
     }
-    if (auto r = ensure_bpffs(paths.bpffs); !r) {
+    if (auto r = *container ? check_container_sandbox(options.sandbox.enabled) : Result<void>{}; !r) {
         log()->error("{}", r.error().what());
         return exit_internal;
     }
-    if (int stale = clean_stale_runs(paths); stale > 0)
+    RunPaths paths;
+    paths.cgroup_parent = *cgroup_root + "/pinfold";
+    if (!*container && ::mkdir(paths.cgroup_parent.c_str(), 0755) != 0 && errno != EEXIST) {
+        log()->error("create cgroup {}: {}", paths.cgroup_parent, std::strerror(errno));
+        return exit_internal;
+    }
+    if (auto r = *container ? Result<void>{} : ensure_bpffs(paths.bpffs); !r) {
+        log()->error("{}", r.error().what());
+        return exit_internal;
+    }
+    if (int stale = *container ? 0 : clean_stale_runs(paths); stale > 0)
         log()->info("removed {} stale run(s)", stale);
 
     // Signals are taken over before any child exists, so none is lost
@@ -493,6 +521,19 @@ int run_sandbox_checked(const RunOptions& options)
         return exit_internal;
     };
     std::string run_name = "run-" + std::to_string(::getpid());
+    if (*container) {
+        run.container.emplace(std::move(**container));
+        bool limits_requested = limits_wanted.cpus || limits_wanted.memory_bytes || limits_wanted.pids;
+        for (const auto& what : container_mode_limitations(limits_requested, options.sandbox.enabled)) {
+            log()->warn("{}", what);
+            AuditRecord r;
+            r.event = "container-mode";
+            r.verdict = "info";
+            r.sandbox = run.container->id;
+            r.reason = what;
+            audit.write(r);
+        }
+    } else {
     auto state = RunState::create(paths, run_name);
     if (!state)
         return fail_run(state.error());
@@ -515,11 +556,14 @@ int run_sandbox_checked(const RunOptions& options)
         return fail_run(limits.error());
     run.limits.emplace(std::move(*limits));
     log()->info("limits: {}", run.limits->describe());
+    } // host mode
+    unsigned sandbox_level = run.container ? run.container->level : run.sandbox_cgroup->level();
+    int sandbox_cgroup_fd = run.container ? run.container->fd : run.sandbox_cgroup->fd();
 
     // 2. Programs are attached before anything runs in the cgroups, and
     //    the sandbox has no configuration until the proxy is ready: a
     //    connect before that is refused, never let through.
-    auto programs = SteeringPrograms::load(run.sandbox_cgroup->level(), capture_exe);
+    auto programs = SteeringPrograms::load(sandbox_level, capture_exe);
     if (!programs && capture_exe) {
         // A kernel without the BTF the capture relocates against, say.
         log()->warn("cannot load the executable identity capture ({}); loading without it",
@@ -527,14 +571,19 @@ int run_sandbox_checked(const RunOptions& options)
         capture_exe = false;
         if (auto r = check_identity_capability(*parsed, false, options.allow_degraded_identity); !r)
             return fail_run(r.error());
-        programs = SteeringPrograms::load(run.sandbox_cgroup->level(), false);
+        programs = SteeringPrograms::load(sandbox_level, false);
     }
     if (!programs)
         return fail_run(programs.error());
     run.programs = std::move(*programs);
-    if (auto r = run.programs->attach_proxy(run.proxy_cgroup->fd(), run.state->pin_dir()); !r)
-        return fail_run(r.error());
-    if (auto r = run.programs->attach_sandbox(run.sandbox_cgroup->fd(), run.state->pin_dir()); !r)
+    // Container mode: one cgroup for all, whose hooks include the sockops
+    // the proxy side needs; no pins.
+    std::string pin_dir = run.state ? run.state->pin_dir() : std::string();
+    if (run.proxy_cgroup) {
+        if (auto r = run.programs->attach_proxy(run.proxy_cgroup->fd(), pin_dir); !r)
+            return fail_run(r.error());
+    }
+    if (auto r = run.programs->attach_sandbox(sandbox_cgroup_fd, pin_dir); !r)
         return fail_run(r.error());
     if (auto r = run.programs->open_events([&audit](const pf_event& ev) { audit.write(record_of(ev)); }); !r)
         return fail_run(r.error());
@@ -563,7 +612,7 @@ int run_sandbox_checked(const RunOptions& options)
                        "--policy-fd", std::to_string(policy_fd.get()),
                        "--policy-source", options.policy_path,
                        "--ready-fd", std::to_string(ready_write.get()),
-                       "--sandbox-id", std::to_string(run.sandbox_cgroup->id()),
+                       "--sandbox-id", std::to_string(sandbox_id_of(run)),
                        "--log-level", options.log_level};
     for (const auto& host : options.hosts) {
         proxy_spec.argv.push_back("--host");
@@ -577,7 +626,7 @@ int run_sandbox_checked(const RunOptions& options)
     proxy_spec.argv.insert(proxy_spec.argv.end(), {"--binaries-fd", std::to_string(binaries_fd.get())});
     if (!capture_exe)
         proxy_spec.argv.push_back("--degraded-identity");
-    proxy_spec.cgroup_fd = run.proxy_cgroup->fd();
+    proxy_spec.cgroup_fd = run.proxy_cgroup ? run.proxy_cgroup->fd() : -1;
     proxy_spec.inherit_fds = {run.programs->origin_map_fd(), proxy_audit.get(), policy_fd.get(), ready_write.get()};
     // The proxy makes the run CA and sends back its certificate only.
     auto roots_memfd = policy_memfd(*upstream_roots);
@@ -603,7 +652,16 @@ int run_sandbox_checked(const RunOptions& options)
     }
     proxy_spec.inherit_fds.push_back(binaries_fd.get());
     proxy_spec.inherit_fds.push_back(ca_write.get());
-    proxy_spec.drop_privileges = true;
+    if (run.container) {
+        // It shares the job's cgroup: it marks its own sockets. No
+        // CAP_SETUID in a container: it keeps the uid, loses every capability.
+        proxy_spec.argv.insert(proxy_spec.argv.end(),
+                               {"--exempt-map-fd", std::to_string(run.programs->exempt_map_fd())});
+        proxy_spec.inherit_fds.push_back(run.programs->exempt_map_fd());
+        proxy_spec.strip_capabilities = true;
+    } else {
+        proxy_spec.drop_privileges = true;
+    }
     proxy_spec.stdin_null = true;
     auto proxy = ChildProcess::spawn(proxy_spec);
     if (!proxy)
@@ -647,17 +705,26 @@ int run_sandbox_checked(const RunOptions& options)
     config.netns_cookie = *netns;
     config.proxy_port = *port;
     config.dns_port = dns_port;
-    if (auto r = run.programs->configure_sandbox(run.sandbox_cgroup->id(), config); !r)
+    if (auto r = run.programs->configure_sandbox(sandbox_id_of(run), config); !r)
         return fail_run(r.error());
-    log()->info("sandbox {} steered to proxy port {}", run.sandbox_cgroup->id(), *port);
+    log()->info("sandbox {} steered to proxy port {}", sandbox_id_of(run), *port);
 
     // 4. The command, born inside the sandbox cgroup.
     SpawnSpec command_spec;
     command_spec.argv = options.command;
-    command_spec.cgroup_fd = run.sandbox_cgroup->fd();
+    command_spec.cgroup_fd = run.container ? -1 : run.sandbox_cgroup->fd();
+    if (run.container) {
+        // Same uid as pinfold (no CAP_SETUID here): without capabilities it
+        // can neither load programs of its own nor ptrace us or the proxy.
+        command_spec.strip_capabilities = true;
+        if (auto r = enter_container_mode(); !r)
+            return fail_run(r.error());
+    }
     if (sandbox_plan) {
         command_spec.sandbox = &*sandbox_plan;
-        command_spec.before_start = [&run](pid_t pid) { return run.limits->place(pid); };
+        command_spec.before_start = [&run](pid_t pid) {
+            return run.limits ? run.limits->place(pid) : Result<void>{};
+        };
     }
     auto command = ChildProcess::spawn(command_spec);
     if (!command) {
@@ -687,11 +754,11 @@ int run_sandbox_checked(const RunOptions& options)
 
     int code = run_loop(run, audit, signal_fd.get(), timer_fd.get());
     teardown(run, audit);
-    for (const auto& what : run.limits->violations()) {
+    for (const auto& what : run.limits ? run.limits->violations() : std::vector<std::string>{}) {
         AuditRecord r;
         r.event = "limit";
         r.verdict = "deny";
-        r.sandbox = run.sandbox_cgroup->id();
+        r.sandbox = sandbox_id_of(run);
         r.reason = what;
         audit.write(r);
         log()->error("{}", what);

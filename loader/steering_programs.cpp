@@ -126,7 +126,8 @@ Result<void> SteeringPrograms::attach(::bpf_program* prog, int cgroup_fd, const 
     bpf_link* link = bpf_program__attach_cgroup(prog, cgroup_fd);
     if (!link)
         return fail_errno(std::string("attach ") + bpf_program__name(prog) + " to cgroup");
-    if (int err = bpf_link__pin(link, pin_path.c_str()); err != 0) {
+    // No pin path: container mode, without a writable bpffs.
+    if (int err = pin_path.empty() ? 0 : bpf_link__pin(link, pin_path.c_str()); err != 0) {
         bpf_link__destroy(link);
         return fail("pin link " + pin_path, -err);
     }
@@ -156,14 +157,14 @@ Result<void> SteeringPrograms::attach_sandbox(int cgroup_fd, const std::string& 
         {skel_->progs.pf_skb_ingress, "skb_ingress"},
     };
     for (const auto& hook : hooks) {
-        if (auto r = attach(hook.prog, cgroup_fd, pin_dir + "/sandbox_" + hook.name); !r)
+        if (auto r = attach(hook.prog, cgroup_fd, pin_dir.empty() ? "" : pin_dir + "/sandbox_" + hook.name); !r)
             return r;
     }
     for (auto [prog, name] : {std::pair{skel_->progs.pf_connect_unix, "connect_unix"},
                               std::pair{skel_->progs.pf_sendmsg_unix, "sendmsg_unix"}}) {
         if (!bpf_program__autoload(prog))
             continue;
-        if (auto r = attach(prog, cgroup_fd, pin_dir + "/sandbox_" + name); !r)
+        if (auto r = attach(prog, cgroup_fd, pin_dir.empty() ? "" : pin_dir + "/sandbox_" + name); !r)
             return r;
     }
     return {};
@@ -188,6 +189,8 @@ void SteeringPrograms::remove_sandbox(std::uint64_t sandbox_id) noexcept
 }
 
 int SteeringPrograms::origin_map_fd() const noexcept { return bpf_map__fd(skel_->maps.origin_map); }
+
+int SteeringPrograms::exempt_map_fd() const noexcept { return bpf_map__fd(skel_->maps.exempt_map); }
 
 Result<void> SteeringPrograms::open_events(EventHandler handler)
 {

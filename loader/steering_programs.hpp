@@ -34,7 +34,8 @@ public:
 
     // Attaches every sandbox hook to the cgroup (bpf_link only: a legacy
     // attach could be detached by anyone who can open the directory) and
-    // pins the links in `pin_dir` so enforcement outlives a crash of ours.
+    // pins the links in `pin_dir` so enforcement outlives a crash of ours
+    // (an empty `pin_dir`: not pinned, container mode without bpffs).
     [[nodiscard]] Result<void> attach_sandbox(int cgroup_fd, const std::string& pin_dir);
     // Attaches the accept-side sockops program to the proxy's cgroup.
     [[nodiscard]] Result<void> attach_proxy(int cgroup_fd, const std::string& pin_dir);
@@ -43,6 +44,8 @@ public:
     void remove_sandbox(std::uint64_t sandbox_id) noexcept;
 
     [[nodiscard]] int origin_map_fd() const noexcept;
+    // Container mode: the proxy marks its own sockets here (bpf/lib/exempt.h).
+    [[nodiscard]] int exempt_map_fd() const noexcept;
 
     // Refusal events from the kernel: an fd to poll, and a drain call.
     [[nodiscard]] Result<void> open_events(EventHandler handler);

@@ -77,6 +77,17 @@ enum pf_deny_reason {
 	PF_DENY_ABSTRACT_UNIX = 8,	/* abstract unix socket (lib/unix.h) */
 };
 
+/*
+ * Container mode (the proxy and resolver share the job's cgroup): the mark
+ * the proxy puts on one of its own sockets, as the value of exempt_map
+ * (socket storage), through a map fd only the loader and the proxy hold.
+ */
+enum pf_exempt_mark {
+	PF_EXEMPT_CONNECT = 1,	/* its next connect is not steered: an upstream */
+	PF_EXEMPT_REPLY = 2,	/* may send datagrams to loopback: resolver replies */
+	PF_EXEMPT_SPENT = 3,	/* was PF_EXEMPT_CONNECT; that connect happened */
+};
+
 struct pf_event {
 	__u32 kind;			/* enum pf_event_kind */
 	__u32 reason;			/* enum pf_deny_reason */

@@ -95,4 +95,17 @@ struct {
 	__type(value, __u64);
 } local_flow_map SEC(".maps");
 
+/*
+ * Container mode: marks on the proxy's and resolver's own sockets
+ * (enum pf_exempt_mark, lib/exempt.h). Written from user space with the
+ * socket's fd as key, so only a holder of this map's fd can mark, and only
+ * a socket it holds; the mark dies with the socket.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} exempt_map SEC(".maps");
+
 #endif /* PF_MAPS_H */

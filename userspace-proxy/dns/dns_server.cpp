@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "dns/message.hpp"
+#include "pinfold/socket_exemption.hpp"
 #include "dns/resolution.hpp"
 
 namespace pinfold::dns {
@@ -211,6 +212,12 @@ Result<std::uint16_t> DnsServer::listen_loopback()
                 close_all();
                 return fail_errno("socket");
             }
+            // Container mode: the replies go to sandbox sockets on loopback.
+            if (!stream && !exempt_replies(fds[i])) {
+                auto err = fail_errno("mark the resolver's socket as pinfold's own");
+                close_all();
+                return err;
+            }
             sockaddr_storage ss{};
             socklen_t len = 0;
             if (v6) {
@@ -361,7 +368,8 @@ void DnsServer::State::handle_query(std::span<const std::uint8_t> message, const
             return;
         }
         int fd = ::socket(config.upstream.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0 || ::connect(fd, reinterpret_cast<const sockaddr*>(&config.upstream), config.upstream_len) != 0) {
+        if (fd < 0 || !exempt_upstream(fd) ||
+            ::connect(fd, reinterpret_cast<const sockaddr*>(&config.upstream), config.upstream_len) != 0) {
             std::string err = std::strerror(errno);
             if (fd >= 0)
                 ::close(fd);

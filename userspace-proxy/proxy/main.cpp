@@ -1,6 +1,7 @@
 // pinfold-proxy: the capability-less L7 proxy. Started by `pinfold run`;
 // not meant to be run by hand.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "pinfold/socket_exemption.hpp"
 #include "policy/policy.hpp"
 #include "proxy_options.hpp"
 #include "answered_resolver.hpp"
@@ -109,6 +111,13 @@ int serve(const proxy::ProxyOptions& options)
         return 1;
     }
 
+    if (options.exempt_map_fd >= 0) {
+        // The job shares our cgroup (container mode): whoever could read our
+        // fds or ptrace us could mark its own sockets. Not dumpable, on top
+        // of running as another uid.
+        ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        set_exemption_map(options.exempt_map_fd);
+    }
     proxy::SocketStorageOrigin origins(options.origin_map_fd);
     if (options.degraded_identity)
         origins.set_identity_note("degraded: no kernel executable identity (pinfold lacks CAP_PERFMON); "

@@ -25,7 +25,9 @@ Result<ProxyOptions> parse_proxy_options(const std::vector<std::string>& args)
         ("credentials-fd", po::value(&o.credentials_fd), "fd holding the credential providers and their secrets")
         ("ca-out-fd", po::value(&o.ca_out_fd), "fd to write the run CA certificate (PEM) to")
         ("dns-upstream", po::value(&o.dns_upstream), "ADDR:PORT: serve DNS and forward allowed names there")
-        ("log-level", po::value(&o.log_level), "trace|debug|info|warn|error");
+        ("log-level", po::value(&o.log_level), "trace|debug|info|warn|error")
+        ("exempt-map-fd", po::value(&o.exempt_map_fd),
+         "container mode: fd of the map that exempts this process's own sockets");
     try {
         po::variables_map vm;
         po::store(po::command_line_parser(args).options(desc).run(), vm);

@@ -25,6 +25,7 @@ struct ProxyOptions {
     int ca_out_fd = -1;          // the run CA certificate (PEM, public) is written here
     std::string dns_upstream;         // ADDR:PORT of the resolver allowed names go to; "" -> no DNS
     std::string log_level = "info";
+    int exempt_map_fd = -1;      // container mode: exempt_map, to mark our own sockets (socket_exemption.hpp)
 };
 
 // `args` without the program name.
