@@ -310,7 +310,15 @@ Result<void> ProxyServer::run(int stop_fd)
     }
     epoll_event events[128];
     auto next_sweep = Clock::now() + std::chrono::seconds(1);
+    // Records of one wake-up go out in one write(), before the loop blocks
+    // again, and on every way out of it (the stop signal included).
+    s.audit.set_buffered(true);
+    struct AuditFlush {
+        AuditLog& audit;
+        ~AuditFlush() { audit.set_buffered(false); }
+    } audit_flush{s.audit};
     for (;;) {
+        s.audit.flush();
         int n = ::epoll_wait(s.epoll_fd, events, 128, 1000);
         if (n < 0) {
             if (errno == EINTR)
@@ -430,12 +438,16 @@ void ProxyServer::State::read_side(Connection& c, bool upstream) noexcept
         ssize_t n = ::recv(fd, buf, sizeof buf, 0);
         if (n > 0 && tls) {
             tls->feed(std::string_view(buf, static_cast<std::size_t>(n)));
-            if (!pump_tls(c, upstream))
+            if (!pump_tls(c, upstream) || static_cast<std::size_t>(n) < sizeof buf)
                 return;
             continue;
         }
         if (n > 0) {
             in.append(buf, static_cast<std::size_t>(n));
+            // A short read drained the socket: level-triggered epoll says
+            // when more comes, so no recv() only to learn EAGAIN.
+            if (static_cast<std::size_t>(n) < sizeof buf)
+                return;
             continue;
         }
         if (n == 0 || (errno != EAGAIN && errno != EINTR))
