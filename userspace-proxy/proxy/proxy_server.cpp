@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "pinfold/socket_exemption.hpp"
 #include "http/parser.hpp"
 #include "request_gate.hpp"
+#include "body_splice.hpp"
 #include "splice_relay.hpp"
 #include "tls/client_hello.hpp"
 #include "tls/tls_stream.hpp"
@@ -103,6 +105,40 @@ std::string error_response(int status, const std::string& rule, const std::strin
     return out;
 }
 
+// A response head the proxy forwards although it will close the client
+// connection after it (the client asked to): its Connection and Keep-Alive
+// fields go, "Connection: close" comes in, so the client expects the end of
+// the connection (and of its TLS session) instead of reading into it.
+std::string close_delimited_head(std::string_view head)
+{
+    auto named = [](std::string_view line, std::string_view name) {
+        if (line.size() <= name.size() || line[name.size()] != ':')
+            return false;
+        for (std::size_t i = 0; i < name.size(); ++i)
+            if (std::tolower(static_cast<unsigned char>(line[i])) != name[i])
+                return false;
+        return true;
+    };
+    std::string out;
+    out.reserve(head.size() + 32);
+    std::size_t pos = 0;
+    bool status_line = true;
+    while (pos < head.size()) {
+        std::size_t end = head.find('\n', pos);
+        end = end == std::string_view::npos ? head.size() : end + 1;
+        std::string_view line = head.substr(pos, end - pos);
+        pos = end;
+        if (line == "\r\n" || line == "\n")
+            break;
+        if (!status_line && (named(line, "connection") || named(line, "keep-alive")))
+            continue;
+        status_line = false;
+        out.append(line);
+    }
+    out.append("Connection: close\r\n\r\n");
+    return out;
+}
+
 int set_nonblocking_nodelay(int fd)
 {
     int one = 1;
@@ -150,6 +186,11 @@ struct Connection {
     std::unique_ptr<tls::TlsStream> client_tls, upstream_tls;
     std::string client_cipher_out, upstream_cipher_out;
     std::optional<SpliceRelay> relay;
+    // Large plain response bodies of known length go by splice(); the
+    // pipe is made on the first and kept for the connection's next ones.
+    std::optional<BodySplice> body_splice;
+    std::uint64_t response_left = 0;     // body bytes not yet taken from upstream
+    bool response_length_known = false;
 };
 
 struct ProxyServer::State {
@@ -194,6 +235,7 @@ struct ProxyServer::State {
     void advance(Connection& c) noexcept;
     bool step_head(Connection& c) noexcept;
     bool step_exchange(Connection& c) noexcept;
+    int splice_response_body(Connection& c, bool request_done) noexcept;
     bool step_hello(Connection& c) noexcept;
     bool step_relay(Connection& c) noexcept;
     void deny_tls(Connection& c, const std::string& host, const std::string& reason, const std::string& alert) noexcept;
@@ -362,7 +404,7 @@ void ProxyServer::State::on_event(std::uint64_t tag, std::uint32_t events) noexc
         }
         touch(c);
     }
-    if (c.phase == Phase::relay) {
+    if (c.phase == Phase::relay || (upstream && c.body_splice && c.body_splice->active())) {
         advance(c);   // splice moves the bytes; nothing is read into memory
         return;
     }
@@ -432,6 +474,8 @@ void ProxyServer::State::read_side(Connection& c, bool upstream) noexcept
     bool& eof = upstream ? c.upstream_eof : c.client_eof;
     if (fd < 0 || eof || (upstream && c.upstream_connecting))
         return;
+    if (upstream && c.body_splice && c.body_splice->active())
+        return;   // the body goes socket to socket, not through upstream_in
     tls::TlsStream* tls = upstream ? c.upstream_tls.get() : c.client_tls.get();
     char buf[64 * 1024];
     for (int i = 0; i < 16 && in.size() < limits.max_buffer; ++i) {
@@ -673,6 +717,10 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
         return true;
     }
     c.upstream_out += http::serialize_request_head(head, d.upstream_target);
+    // Connection is hop-by-hop and dropped above; the proxy closes the
+    // upstream after this exchange too, and says so.
+    if (!head.keep_alive && c.upstream_out.ends_with("\r\n\r\n"))
+        c.upstream_out.insert(c.upstream_out.size() - 2, "Connection: close\r\n");
     c.request_body.reset();
     c.request_scan.reset();
     if (!credentials->empty())
@@ -680,6 +728,7 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     if (head.body != http::BodyKind::none)
         c.request_body.emplace(head.body, head.content_length);
     c.response_body.reset();
+    c.response_length_known = false;
     c.response_head_seen = false;
     c.response_until_close = false;
     c.keep_alive = head.keep_alive;
@@ -738,9 +787,15 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
             reject(c, 502, c.record.rule, "upstream switched protocols without being asked");
             return true;
         }
-        c.client_out.append(c.upstream_in, 0, used);
+        if (head.status >= 200 && !c.keep_alive && head.keep_alive) {
+            std::string closing = close_delimited_head(std::string_view(c.upstream_in).substr(0, used));
+            c.record.bytes_out += closing.size();
+            c.client_out += closing;
+        } else {
+            c.client_out.append(c.upstream_in, 0, used);
+            c.record.bytes_out += used;
+        }
         c.upstream_in.erase(0, used);
-        c.record.bytes_out += used;
         c.response_sent_any = true;
         progress = true;
         if (head.status >= 100 && head.status < 200)
@@ -752,6 +807,8 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
             c.response_until_close = true;
         if (head.body != http::BodyKind::none)
             c.response_body.emplace(head.body, head.content_length);
+        c.response_length_known = head.body == http::BodyKind::content_length;
+        c.response_left = c.response_length_known ? head.content_length : 0;
     }
     if (c.response_head_seen && c.response_body && !c.response_body->done() && !c.upstream_in.empty() &&
         c.client_out.size() < limits.max_buffer) {
@@ -764,8 +821,12 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
         c.client_out.append(c.upstream_in, 0, *used);
         c.upstream_in.erase(0, *used);
         c.record.bytes_out += *used;
+        if (c.response_length_known)
+            c.response_left -= *used;
         progress = progress || *used > 0;
     }
+    if (int r = splice_response_body(c, request_done); r >= 0)
+        return r > 0 || progress;
     bool response_done = c.response_head_seen &&
                          (!c.response_body || c.response_body->done() || (c.response_until_close && c.upstream_eof));
     if (!response_done && c.upstream_eof && c.upstream_in.empty()) {
@@ -796,6 +857,54 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
     }
     c.phase = Phase::head;
     return true;
+}
+
+// Moves the rest of a large plain response body of known length with
+// splice(), once its head and every buffered body byte have reached the
+// client. Returns -1 when it does not apply (the buffered path goes on),
+// else whether it moved anything; when the body is complete it leaves the
+// exchange to finish as if the body had been fed.
+int ProxyServer::State::splice_response_body(Connection& c, bool request_done) noexcept
+{
+    constexpr std::uint64_t splice_threshold = 128 * 1024;   // below: a pipe costs more than the copy
+    bool active = c.body_splice && c.body_splice->active();
+    if (!active) {
+        // Only plain bytes both ways: an intercepted session's body must be
+        // decrypted and re-encrypted, so it stays in the buffered path.
+        if (!c.response_head_seen || !c.response_length_known || !c.response_body || c.response_body->done() ||
+            c.response_left < splice_threshold || !c.upstream_in.empty() || !c.client_out.empty() ||
+            !request_done || c.client_tls || c.upstream_tls || c.upstream_connecting || c.upstream < 0)
+            return -1;
+        if (!c.body_splice) {
+            auto created = BodySplice::create();
+            if (!created)
+                return -1;   // out of pipes: copying still works
+            c.body_splice.emplace(std::move(*created));
+        }
+        c.body_splice->start(c.response_left);
+    }
+    std::uint64_t before = c.body_splice->delivered();
+    BodySplice::Step step = c.body_splice->pump(c.upstream, c.client);
+    c.record.bytes_out += c.body_splice->delivered() - before;
+    if (step.error != 0) {
+        c.body_splice->finish();
+        finish_record(c, c.record.status, std::string("relaying the response body: ") + std::strerror(step.error));
+        c.phase = Phase::closing;
+        return 1;
+    }
+    if (c.body_splice->done()) {
+        c.body_splice->finish();
+        c.response_left = 0;
+        c.response_body.reset();   // complete: the exchange ends as usual
+        return -1;
+    }
+    if (c.body_splice->source_closed() && c.body_splice->drained()) {
+        c.body_splice->finish();
+        finish_record(c, c.record.status, "upstream closed inside the response");
+        c.phase = Phase::closing;
+        return 1;
+    }
+    return step.progress ? 1 : 0;
 }
 
 // ---- TLS: classification, pass-through, interception ----
@@ -991,7 +1100,7 @@ void ProxyServer::State::update_interest(Connection& c) noexcept
         if (!c.client_eof && c.phase != Phase::closing && c.phase != Phase::relay &&
             c.client_in.size() < limits.max_buffer)
             client_mask |= EPOLLIN;
-        if (!client_drained(c))
+        if (!client_drained(c) || (c.body_splice && c.body_splice->wants_destination()))
             client_mask |= EPOLLOUT;
     }
     if (client_mask != c.client_mask) {
@@ -1012,9 +1121,13 @@ void ProxyServer::State::update_interest(Connection& c) noexcept
         upstream_mask = c.relay->upstream_events();
     else if (c.upstream_connecting || sendable)
         upstream_mask |= EPOLLOUT;
-    if (!relaying && c.phase != Phase::relay && !c.upstream_connecting && !c.upstream_eof &&
-        c.upstream_in.size() < limits.max_buffer)
+    if (c.body_splice && c.body_splice->active()) {
+        if (c.body_splice->wants_source())
+            upstream_mask |= EPOLLIN;
+    } else if (!relaying && c.phase != Phase::relay && !c.upstream_connecting && !c.upstream_eof &&
+               c.upstream_in.size() < limits.max_buffer) {
         upstream_mask |= EPOLLIN;
+    }
     if (upstream_mask != c.upstream_mask) {
         epoll_event ev{};
         ev.events = upstream_mask;
