@@ -14,21 +14,14 @@
 #include <bpf/bpf_endian.h>
 #include "pinfold_abi.h"
 #include "lib/maps.h"
+#include "lib/report.h"
 #include "lib/steer.h"
 #include "lib/identity.h"
 #include "lib/dns.h"
 #include "lib/local.h"
 #include "lib/exempt.h"
-#include "lib/unix.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-/*
- * Depth of sandbox cgroups below the cgroup2 root, set by the loader
- * before load. Looking the sandbox up by ancestor (not by the leaf) keeps
- * a process that moves into a child cgroup of its sandbox inside it.
- */
-const volatile __u32 pf_sandbox_level = 0;
 
 /*
  * Context fields must be read with their own 4-byte loads: clang merges
@@ -40,61 +33,9 @@ static __always_inline __u32 pf_ctx_u32(const __u32 *field)
 	return *(const volatile __u32 *)field;
 }
 
-static __always_inline __u64 pf_sandbox_id(void)
-{
-	if (pf_sandbox_level == 0)
-		return 0;
-	return bpf_get_current_ancestor_cgroup_id(pf_sandbox_level);
-}
-
-/*
- * `from_task` is a constant at every call site, so clang drops the task
- * helpers from programs that run without a meaningful current task:
- * cgroup_skb ingress runs in softirq, and 6.1 (get_current_pid_tgid) and
- * 6.12 (get_current_uid_gid) refuse those helpers there outright.
- */
-static __always_inline void pf_emit(__u32 kind, __u32 reason, __u64 sandbox,
-				    const __u8 addr[PF_ADDR_LEN], __u16 port,
-				    __u16 family, __u16 type, __u16 protocol,
-				    const int from_task)
-{
-	struct pf_event *ev;
-
-	ev = bpf_ringbuf_reserve(&events_map, sizeof(*ev), 0);
-	if (!ev)
-		return;
-	ev->kind = kind;
-	ev->reason = reason;
-	if (from_task) {
-		ev->pid = bpf_get_current_pid_tgid() >> 32;
-		ev->uid = (__u32)bpf_get_current_uid_gid();
-		ev->cgroup_id = bpf_get_current_cgroup_id();
-	} else {
-		ev->pid = 0;
-		ev->uid = 0;
-		ev->cgroup_id = 0;
-	}
-	ev->sandbox_id = sandbox;
-	if (addr)
-		__builtin_memcpy(ev->addr, addr, PF_ADDR_LEN);
-	else
-		__builtin_memset(ev->addr, 0, PF_ADDR_LEN);
-	ev->port = port;
-	ev->family = family;
-	ev->sock_type = type;
-	ev->protocol = protocol;
-	bpf_ringbuf_submit(ev, 0);
-}
-
-static __always_inline void pf_report(__u32 kind, __u32 reason, __u64 sandbox,
-				      const __u8 addr[PF_ADDR_LEN], __u16 port,
-				      __u16 family, __u16 type, __u16 protocol)
-{
-	pf_emit(kind, reason, sandbox, addr, port, family, type, protocol, 1);
-}
-
+/* `capture` is a constant per program: see lib/identity.h. */
 static __always_inline void pf_fill_identity(struct pf_origin *o, __u64 sandbox,
-					     __u16 proxy_port)
+					     __u16 proxy_port, const int capture)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 uid_gid = bpf_get_current_uid_gid();
@@ -106,7 +47,8 @@ static __always_inline void pf_fill_identity(struct pf_origin *o, __u64 sandbox,
 	o->gid = uid_gid >> 32;
 	o->cgroup_id = bpf_get_current_cgroup_id();
 	o->sandbox_id = sandbox;
-	pf_capture_exe_id(o);
+	if (capture)
+		pf_capture_exe_id(o);
 }
 
 /* What pf_steer asks its caller to do with the destination address. */
@@ -120,7 +62,7 @@ static __always_inline void pf_fill_identity(struct pf_origin *o, __u64 sandbox,
  */
 static __always_inline int pf_steer(struct bpf_sock_addr *ctx,
 				    struct pf_origin *o, __u64 sandbox,
-				    int own_local)
+				    int own_local, const int capture)
 {
 	struct pf_sandbox_config *cfg;
 	struct pf_flow_key peer = {};
@@ -148,7 +90,7 @@ static __always_inline int pf_steer(struct bpf_sock_addr *ctx,
 		if (bpf_map_update_elem(&dns_peer_map, &cookie, &peer, BPF_ANY))
 			return PF_STEER_DENY;
 	} else {
-		pf_fill_identity(o, sandbox, port);
+		pf_fill_identity(o, sandbox, port, capture);
 		o->socket_cookie = cookie;
 		/* Without a record the proxy refuses the connection: fail closed. */
 		if (bpf_map_update_elem(&pending_map, &o->socket_cookie, o, BPF_ANY))
@@ -158,8 +100,8 @@ static __always_inline int pf_steer(struct bpf_sock_addr *ctx,
 	return PF_STEER_REWRITE;
 }
 
-SEC("cgroup/connect4")
-int pf_connect4(struct bpf_sock_addr *ctx)
+static __always_inline int pf_do_connect4(struct bpf_sock_addr *ctx,
+					  const int capture)
 {
 	struct pf_origin o = {};
 	__u64 sandbox = pf_sandbox_id();
@@ -172,14 +114,15 @@ int pf_connect4(struct bpf_sock_addr *ctx)
 	o.orig_family = AF_INET;
 	verdict = pf_steer(ctx, &o, sandbox,
 			   pf_own_local4(ctx, ctx->user_ip4, (__u16)ctx->user_port,
-					 pf_is_udp(ctx->type, ctx->protocol), sandbox));
+					 pf_is_udp(ctx->type, ctx->protocol), sandbox),
+			   capture);
 	if (verdict == PF_STEER_REWRITE)
 		ctx->user_ip4 = bpf_htonl(0x7f000001);
 	return verdict != PF_STEER_DENY;
 }
 
-SEC("cgroup/connect6")
-int pf_connect6(struct bpf_sock_addr *ctx)
+static __always_inline int pf_do_connect6(struct bpf_sock_addr *ctx,
+					  const int capture)
 {
 	struct pf_origin o = {};
 	__u64 sandbox = pf_sandbox_id();
@@ -198,7 +141,8 @@ int pf_connect6(struct bpf_sock_addr *ctx)
 	o.orig_family = mapped ? AF_INET : AF_INET6;
 	verdict = pf_steer(ctx, &o, sandbox,
 			   pf_own_local6(ctx, ip6, (__u16)ctx->user_port,
-					 pf_is_udp(ctx->type, ctx->protocol), sandbox));
+					 pf_is_udp(ctx->type, ctx->protocol), sandbox),
+			   capture);
 	if (verdict != PF_STEER_REWRITE)
 		return verdict != PF_STEER_DENY;
 	/* Keep a mapped destination mapped so the wire stays IPv4. */
@@ -207,6 +151,36 @@ int pf_connect6(struct bpf_sock_addr *ctx)
 	ctx->user_ip6[2] = mapped ? bpf_htonl(0x0000ffff) : 0;
 	ctx->user_ip6[3] = mapped ? bpf_htonl(0x7f000001) : bpf_htonl(1);
 	return 1;
+}
+
+/*
+ * Two variants of each connect program; the loader loads one. The _exe ones
+ * record the executable identity (lib/identity.h) and need CAP_PERFMON at
+ * load; the others never name its helpers, so they load with CAP_BPF +
+ * CAP_NET_ADMIN on every kernel.
+ */
+SEC("cgroup/connect4")
+int pf_connect4(struct bpf_sock_addr *ctx)
+{
+	return pf_do_connect4(ctx, 0);
+}
+
+SEC("cgroup/connect4")
+int pf_connect4_exe(struct bpf_sock_addr *ctx)
+{
+	return pf_do_connect4(ctx, 1);
+}
+
+SEC("cgroup/connect6")
+int pf_connect6(struct bpf_sock_addr *ctx)
+{
+	return pf_do_connect6(ctx, 0);
+}
+
+SEC("cgroup/connect6")
+int pf_connect6_exe(struct bpf_sock_addr *ctx)
+{
+	return pf_do_connect6(ctx, 1);
 }
 
 /*
@@ -474,34 +448,6 @@ int pf_skb_ingress(struct __sk_buff *skb)
 		key.port, 0, proto == IPPROTO_TCP ? SOCK_STREAM : SOCK_DGRAM,
 		proto, 0);
 	return 0;
-}
-
-/* Abstract unix sockets of the host are out of reach (lib/unix.h). */
-static __always_inline int pf_unix(struct bpf_sock_addr *ctx, __u32 kind)
-{
-	if (!pf_unix_is_abstract(ctx))
-		return 1;
-	pf_report(kind, PF_DENY_ABSTRACT_UNIX, pf_sandbox_id(), 0, 0, 1,
-		  ctx->type, ctx->protocol);
-	return 0;
-}
-
-/*
- * libbpf 1.1 does not know the cgroup/connect_unix and sendmsg_unix sections
- * (1.3 does): they are
- * declared as connect4/sendmsg4 and the loader retargets them to the unix
- * attach types it finds in the kernel's BTF (steering_programs.cpp).
- */
-SEC("cgroup/connect4")
-int pf_connect_unix(struct bpf_sock_addr *ctx)
-{
-	return pf_unix(ctx, PF_EV_CONNECT_DENIED);
-}
-
-SEC("cgroup/sendmsg4")
-int pf_sendmsg_unix(struct bpf_sock_addr *ctx)
-{
-	return pf_unix(ctx, PF_EV_SENDMSG_DENIED);
 }
 
 SEC("cgroup/sock_create")

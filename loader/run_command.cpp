@@ -26,6 +26,7 @@
 #include "child_process.hpp"
 #include "credential_setup.hpp"
 #include "exe_identity.hpp"
+#include "exe_lookup_service.hpp"
 #include "limits.hpp"
 #include "privileges.hpp"
 #include "sandbox_spec.hpp"
@@ -226,6 +227,7 @@ struct Run {
     std::optional<ResourceLimits> limits;
     std::optional<ChildProcess> proxy;
     std::optional<ChildProcess> command;
+    std::optional<ExeLookupService> exe_lookup;   // degraded identity only
 };
 
 // The cgroup the hooks police: the run's sandbox cgroup, or in container
@@ -281,15 +283,16 @@ int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
     ChildProcess& proxy = *run.proxy;
     int listener = command.seccomp_listener();
     for (;;) {
-        pollfd fds[6] = {
+        pollfd fds[7] = {
             {signal_fd, POLLIN, 0},
             {command.pidfd(), POLLIN, 0},
             {proxy.pidfd(), POLLIN, 0},
             {run.programs->events_fd(), POLLIN, 0},
             {timer_fd, POLLIN, 0},
             {listener, POLLIN, 0},
+            {run.exe_lookup ? run.exe_lookup->fd() : -1, POLLIN, 0},
         };
-        int n = ::poll(fds, 6, -1);
+        int n = ::poll(fds, 7, -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -298,6 +301,8 @@ int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
         }
         if (fds[3].revents & POLLIN)
             run.programs->drain_events();
+        if (fds[6].revents & POLLIN)
+            run.exe_lookup->serve();
         if (fds[0].revents & POLLIN) {
             signalfd_siginfo info{};
             if (::read(signal_fd, &info, sizeof info) == sizeof info) {
@@ -576,6 +581,16 @@ int run_sandbox_checked(const RunOptions& options)
     if (!programs)
         return fail_run(programs.error());
     run.programs = std::move(*programs);
+    if (!capture_exe && options.allow_degraded_identity) {
+        // The proxy cannot read /proc/<pid>/exe of the sandbox; we answer.
+        auto lookup = ExeLookupService::create();
+        if (!lookup)
+            return fail_run(lookup.error());
+        run.exe_lookup.emplace(std::move(*lookup));
+        log()->warn("degraded identity: binaries: rules are matched against /proc/<pid>/exe when the proxy "
+                    "accepts, which a process that connects and then execs an allowed binary defeats "
+                    "(docs/identity.md)");
+    }
     // Container mode: one cgroup for all, whose hooks include the sockops
     // the proxy side needs; no pins.
     std::string pin_dir = run.state ? run.state->pin_dir() : std::string();
@@ -652,6 +667,10 @@ int run_sandbox_checked(const RunOptions& options)
     }
     proxy_spec.inherit_fds.push_back(binaries_fd.get());
     proxy_spec.inherit_fds.push_back(ca_write.get());
+    if (run.exe_lookup) {
+        proxy_spec.argv.insert(proxy_spec.argv.end(), {"--exe-lookup-fd", std::to_string(run.exe_lookup->proxy_fd())});
+        proxy_spec.inherit_fds.push_back(run.exe_lookup->proxy_fd());
+    }
     if (run.container) {
         // It shares the job's cgroup: it marks its own sockets. No
         // CAP_SETUID in a container: it keeps the uid, loses every capability.
@@ -667,6 +686,8 @@ int run_sandbox_checked(const RunOptions& options)
     if (!proxy)
         return fail_run(proxy.error());
     run.proxy.emplace(std::move(*proxy));
+    if (run.exe_lookup)
+        run.exe_lookup->close_proxy_end();
     ready_write.reset();
     policy_fd.reset();
     binaries_fd.reset();
@@ -735,6 +756,12 @@ int run_sandbox_checked(const RunOptions& options)
         return code;
     }
     run.command.emplace(std::move(*command));
+    if (run.exe_lookup) {
+        // A command that is already gone leaves nothing to look up: lookups
+        // are then refused (fail closed).
+        if (auto r = run.exe_lookup->set_sandbox_from(run.command->pid()); !r)
+            log()->warn("degraded identity: {}", r.error().what());
+    }
     // Everything that needed a capability is done.
     if (options.sandbox.enabled) {
         if (auto r = drop_own_capabilities(); !r)

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pinfold_bpf.skel.h"
+#include "unix_bpf.skel.h"
 #include "pinfold/abi_checks.hpp"
 
 namespace pinfold::loader {
@@ -93,23 +94,61 @@ Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbo
     if (!self->skel_)
         return fail_errno("open BPF skeleton");
     self->skel_->rodata->pf_sandbox_level = sandbox_level;
-    self->skel_->rodata->pf_capture_exe = capture_exe ? 1 : 0;
-    // Reading an abstract unix address needs the same CAP_PERFMON (lib/unix.h).
-    self->skel_->rodata->pf_read_sun_path = capture_exe ? 1 : 0;
-    // Abstract unix sockets (Linux 6.7 hooks): retargeted, or not loaded.
-    for (auto [prog, name] : {std::pair{self->skel_->progs.pf_connect_unix, "BPF_CGROUP_UNIX_CONNECT"},
-                              std::pair{self->skel_->progs.pf_sendmsg_unix, "BPF_CGROUP_UNIX_SENDMSG"}}) {
-        int type = kernel_attach_type(name);
-        if (type < 0) {
-            log()->warn("this kernel has no {}: abstract unix sockets are not refused by the hooks", name);
-            bpf_program__set_autoload(prog, false);
-        } else {
-            bpf_program__set_expected_attach_type(prog, static_cast<bpf_attach_type>(type));
-        }
-    }
+    // One variant of each connect program is loaded (pinfold.bpf.c), so a
+    // loader without CAP_PERFMON never shows the verifier the capture's
+    // helpers, not even on a dead branch (6.1/6.12 walk those speculatively).
+    auto& progs = self->skel_->progs;
+    bpf_program__set_autoload(progs.pf_connect4_exe, capture_exe);
+    bpf_program__set_autoload(progs.pf_connect6_exe, capture_exe);
+    bpf_program__set_autoload(progs.pf_connect4, !capture_exe);
+    bpf_program__set_autoload(progs.pf_connect6, !capture_exe);
+    self->connect4_ = capture_exe ? progs.pf_connect4_exe : progs.pf_connect4;
+    self->connect6_ = capture_exe ? progs.pf_connect6_exe : progs.pf_connect6;
     if (int err = pinfold_bpf__load(self->skel_); err != 0)
         return fail("load BPF programs (needs CAP_BPF and CAP_NET_ADMIN; the verifier log is above)", -err);
+    if (auto r = self->load_unix_hooks(sandbox_level, capture_exe); !r)
+        return std::unexpected(r.error());
     return self;
+}
+
+Result<void> SteeringPrograms::load_unix_hooks(unsigned sandbox_level, bool perfmon)
+{
+    int connect_type = kernel_attach_type("BPF_CGROUP_UNIX_CONNECT");
+    int sendmsg_type = kernel_attach_type("BPF_CGROUP_UNIX_SENDMSG");
+    if (connect_type < 0 || sendmsg_type < 0) {
+        log()->warn("this kernel has no cgroup connect_unix/sendmsg_unix hooks (Linux 6.7): abstract unix "
+                    "sockets of the host are not refused by the BPF hooks (docs/kernel-support.md)");
+        return {};
+    }
+    if (!perfmon) {
+        log()->warn("abstract unix sockets of the host are not refused by the BPF hooks: reading their "
+                    "address needs CAP_PERFMON (docs/kernel-support.md)");
+        return {};
+    }
+    unix_bpf* skel = unix_bpf__open();
+    if (!skel)
+        return fail_errno("open the unix-socket BPF skeleton");
+    skel->rodata->pf_sandbox_level = sandbox_level;
+    bpf_program__set_expected_attach_type(skel->progs.pf_connect_unix, static_cast<bpf_attach_type>(connect_type));
+    bpf_program__set_expected_attach_type(skel->progs.pf_sendmsg_unix, static_cast<bpf_attach_type>(sendmsg_type));
+    // The same maps as the steering object: its refusals reach the same ring.
+    bpf_map* map = nullptr;
+    bpf_object__for_each_map(map, skel->obj)
+    {
+        if (bpf_map__is_internal(map))
+            continue;
+        const bpf_map* ours = bpf_object__find_map_by_name(skel_->obj, bpf_map__name(map));
+        if (!ours || bpf_map__reuse_fd(map, bpf_map__fd(ours)) != 0) {
+            unix_bpf__destroy(skel);
+            return fail(std::string("share map ") + bpf_map__name(map) + " with the unix-socket hooks", EINVAL);
+        }
+    }
+    if (int err = unix_bpf__load(skel); err != 0) {
+        unix_bpf__destroy(skel);
+        return fail("load the unix-socket BPF programs (the verifier log is above)", -err);
+    }
+    unix_skel_ = skel;
+    return {};
 }
 
 SteeringPrograms::~SteeringPrograms()
@@ -117,6 +156,8 @@ SteeringPrograms::~SteeringPrograms()
     detach_all();
     if (events_)
         ring_buffer__free(events_);
+    if (unix_skel_)
+        unix_bpf__destroy(unix_skel_);
     if (skel_)
         pinfold_bpf__destroy(skel_);
 }
@@ -143,8 +184,8 @@ Result<void> SteeringPrograms::attach_sandbox(int cgroup_fd, const std::string& 
     } const hooks[] = {
         {skel_->progs.pf_sock_create, "sock_create"},
         {skel_->progs.pf_sockops, "sockops"},
-        {skel_->progs.pf_connect4, "connect4"},
-        {skel_->progs.pf_connect6, "connect6"},
+        {connect4_, "connect4"},
+        {connect6_, "connect6"},
         {skel_->progs.pf_sendmsg4, "sendmsg4"},
         {skel_->progs.pf_sendmsg6, "sendmsg6"},
         {skel_->progs.pf_recvmsg4, "recvmsg4"},
@@ -160,12 +201,12 @@ Result<void> SteeringPrograms::attach_sandbox(int cgroup_fd, const std::string& 
         if (auto r = attach(hook.prog, cgroup_fd, pin_dir.empty() ? "" : pin_dir + "/sandbox_" + hook.name); !r)
             return r;
     }
-    for (auto [prog, name] : {std::pair{skel_->progs.pf_connect_unix, "connect_unix"},
-                              std::pair{skel_->progs.pf_sendmsg_unix, "sendmsg_unix"}}) {
-        if (!bpf_program__autoload(prog))
-            continue;
-        if (auto r = attach(prog, cgroup_fd, pin_dir.empty() ? "" : pin_dir + "/sandbox_" + name); !r)
-            return r;
+    if (unix_skel_) {
+        for (auto [prog, name] : {std::pair{unix_skel_->progs.pf_connect_unix, "connect_unix"},
+                                  std::pair{unix_skel_->progs.pf_sendmsg_unix, "sendmsg_unix"}}) {
+            if (auto r = attach(prog, cgroup_fd, pin_dir.empty() ? "" : pin_dir + "/sandbox_" + name); !r)
+                return r;
+        }
     }
     return {};
 }

@@ -96,11 +96,9 @@ features_lacking() {
     local ver=$1 major minor lacks=()
     major=${ver%%.*}; minor=${ver#*.}; minor=${minor%%[.-]*}
     local v=$((major * 1000 + minor))
-    ((v < 6002)) && lacks+=(kern_ctx_kfunc)
     ((v < 6007)) && lacks+=(connect_unix landlock_net)
     ((v < 6009)) && lacks+=(bpf_token)
     ((v < 6012)) && lacks+=(landlock_scope)
-    ((v < 6017)) && lacks+=(nospec_fallback)
     local IFS=,
     echo "${lacks[*]}"
 }

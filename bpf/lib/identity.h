@@ -20,14 +20,15 @@
 #include "pinfold_abi.h"
 
 /*
- * Set by the loader before load. Reading current's task struct needs
- * bpf_get_current_task_btf() and bpf_probe_read_kernel(), which the
- * verifier only allows with CAP_PERFMON. The value lives in frozen .rodata,
- * so with 0 the verifier knows the branch below is dead, never explores it
- * and never looks at those helpers: the same object loads with only
- * CAP_BPF + CAP_NET_ADMIN (measured on 6.18).
+ * Reading current's task struct needs bpf_get_current_task_btf() and
+ * bpf_probe_read_kernel(), which the verifier allows only with CAP_PERFMON.
+ * So the capture is not behind a run-time switch: pinfold.bpf.c has one
+ * connect program per variant and the loader loads only the one it may
+ * (bpf_program__set_autoload). A frozen .rodata switch is not enough: on
+ * 6.1 and 6.12 (measured; not on 6.18), without CAP_PERFMON the verifier
+ * also walks the dead branch speculatively (Spectre v1 hardening) and
+ * refuses the helper there.
  */
-const volatile __u32 pf_capture_exe = 0;
 
 struct super_block {
 	__u32 s_dev;		/* kernel dev_t: major << 20 | minor */
@@ -79,10 +80,11 @@ static __always_inline __u64 pf_user_dev(__u32 kdev)
 }
 
 /*
- * Fills exe_dev/exe_ino/exe_name of the record. A task without an mm (a
- * kernel thread) or a failed read leaves them 0, which no binaries rule
- * matches. io_uring's SQPOLL and io-wq threads share the submitter's mm,
- * so their connects carry the submitter's executable.
+ * Fills exe_dev/exe_ino/exe_name of the record; only called by the programs
+ * loaded with CAP_PERFMON (see above). A task without an mm (a kernel
+ * thread) or a failed read leaves them 0, which no binaries rule matches.
+ * io_uring's SQPOLL and io-wq threads share the submitter's mm, so their
+ * connects carry the submitter's executable.
  */
 static __always_inline void pf_capture_exe_id(struct pf_origin *o)
 {
@@ -90,8 +92,6 @@ static __always_inline void pf_capture_exe_id(struct pf_origin *o)
 	struct file *exe;
 	__u32 kdev;
 
-	if (!pf_capture_exe)
-		return;
 	task = bpf_get_current_task_btf();
 	exe = BPF_CORE_READ(task, mm, exe_file);
 	if (!exe)

@@ -8,11 +8,14 @@
  * cgroup connect_unix / sendmsg_unix (Linux 6.7) see the address but the
  * context does not expose sun_path; it is read through the kernel context
  * (bpf_cast_to_kern_ctx, 6.2) with bpf_probe_read_kernel, which needs
- * CAP_PERFMON at load. The loader sets pf_read_sun_path exactly when it has
- * it (as for the executable capture of lib/identity.h); with 0 the check is
- * dead code the verifier never looks at, and the hooks allow everything
- * (Landlock's abstract-unix scope, 6.12, is then the only barrier - see
- * docs/security.md).
+ * CAP_PERFMON at load. These hooks are therefore their own object
+ * (unix.bpf.c), loaded only on a kernel with the hooks and by a loader with
+ * CAP_PERFMON; elsewhere pinfold says at start that abstract sockets are not
+ * refused by the hooks (Landlock's abstract-unix scope, 6.12, is then the
+ * only barrier - see docs/security.md). A rodata switch inside the main
+ * object did not do: libbpf resolves the kfunc of every program (6.1
+ * without CAP_SYS_ADMIN fails the whole object), and the verifier of 6.1 and
+ * 6.12 walks a switch's dead branch speculatively without CAP_PERFMON.
  */
 #ifndef PF_UNIX_H
 #define PF_UNIX_H
@@ -20,9 +23,8 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
-
-/* Frozen .rodata: with 0 the verifier prunes the PERFMON-only branch. */
-const volatile __u32 pf_read_sun_path = 0;
+#include "pinfold_abi.h"
+#include "report.h"
 
 struct sockaddr {
 	unsigned short sa_family;
@@ -34,12 +36,8 @@ struct bpf_sock_addr_kern {
 	__u32 uaddrlen;
 } __attribute__((preserve_access_index));
 
-/*
- * Weak: on kernels before 6.2 the kfunc does not exist and the unix programs
- * are not loaded (no 6.7 hooks either); a strong extern would make libbpf
- * refuse the whole object there (seen on Debian's 6.1).
- */
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+/* 6.2; the object is only loaded on 6.7+ (connect_unix). */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 /* 1 when the unix address of this connect/sendmsg is abstract (sun_path[0] == 0). */
 static __always_inline int pf_unix_is_abstract(struct bpf_sock_addr *ctx)
@@ -49,8 +47,6 @@ static __always_inline int pf_unix_is_abstract(struct bpf_sock_addr *ctx)
 	__u32 len;
 	char first = 1;
 
-	if (!pf_read_sun_path)
-		return 0;
 	kctx = bpf_cast_to_kern_ctx(ctx);
 	len = BPF_CORE_READ(kctx, uaddrlen);
 	/* sa_family only (autobind-style address): nothing to connect to. */
@@ -60,6 +56,16 @@ static __always_inline int pf_unix_is_abstract(struct bpf_sock_addr *ctx)
 	if (bpf_probe_read_kernel(&first, 1, &sa->sa_data[0]))
 		return 1;	/* cannot tell: refuse */
 	return first == 0;
+}
+
+/* Abstract unix sockets of the host are out of reach. */
+static __always_inline int pf_unix(struct bpf_sock_addr *ctx, __u32 kind)
+{
+	if (!pf_unix_is_abstract(ctx))
+		return 1;
+	pf_report(kind, PF_DENY_ABSTRACT_UNIX, pf_sandbox_id(), 0, 0, 1,
+		  ctx->type, ctx->protocol);
+	return 0;
 }
 
 #endif /* PF_UNIX_H */

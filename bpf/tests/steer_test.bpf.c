@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 #include "pinfold_abi.h"
 #include "lib/steer.h"
+#include "lib/identity.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -46,5 +47,19 @@ int test_addresses(struct steer_case *c)
 {
 	c->mapped = pf_addr_is_mapped(c->ip6);
 	pf_addr_from_ip4(c->addr, c->ip6[3]);
+	return 0;
+}
+
+/* The kernel dev_t of a captured executable, in stat(2)'s st_dev encoding. */
+struct dev_case {
+	__u32 kdev;
+	__u32 pad;
+	__u64 user;		/* out */
+};
+
+SEC("syscall")
+int test_user_dev(struct dev_case *c)
+{
+	c->user = pf_user_dev(c->kdev);
 	return 0;
 }

@@ -1,37 +1,29 @@
-// Loads pinfold's BPF object with the executable identity capture on or off
-// (argv[1] = 1 or 0) and exits 0 when the kernel accepted it. Run by
-// tests/redteam/test_identity.py as an unprivileged uid with chosen
-// capabilities: the capture-off variant must load with CAP_BPF +
-// CAP_NET_ADMIN only, the capture-on one must need CAP_PERFMON.
-#include <cstdarg>
+// Loads pinfold's BPF programs exactly as `pinfold run` does, with the
+// executable identity capture on or off (argv[1] = 1 or 0), and exits 0
+// when the kernel accepted them. Run by tests/redteam/test_identity.py as an
+// unprivileged uid with chosen capabilities: the capture-off choice must
+// load with CAP_BPF + CAP_NET_ADMIN only on every kernel, the capture-on one
+// must need CAP_PERFMON. Prints "capture=C load=0|1 unix=0|1" (unix: the
+// unix-socket hooks were loaded too).
 #include <cstdio>
 #include <cstdlib>
 
-#include <bpf/libbpf.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
-#include "pinfold_bpf.skel.h"
-
-namespace {
-
-int print_warnings(enum libbpf_print_level level, const char* format, va_list args)
-{
-    return level == LIBBPF_WARN ? std::vfprintf(stderr, format, args) : 0;
-}
-
-} // namespace
+#include "steering_programs.hpp"
 
 int main(int argc, char** argv)
 {
     if (argc != 2)
         return 2;
-    libbpf_set_print(print_warnings);
-    pinfold_bpf* skel = pinfold_bpf__open();
-    if (!skel)
-        return 2;
-    skel->rodata->pf_sandbox_level = 3;
-    skel->rodata->pf_capture_exe = std::atoi(argv[1]) != 0;
-    int err = pinfold_bpf__load(skel);
-    std::printf("capture=%s load=%d\n", argv[1], err);
-    pinfold_bpf__destroy(skel);
-    return err == 0 ? 0 : 1;
+    // libbpf's verifier log goes to stderr at warn, where the test reads it.
+    spdlog::set_default_logger(spdlog::stderr_color_st("probe"));
+    bool capture = std::atoi(argv[1]) != 0;
+    auto programs = pinfold::loader::SteeringPrograms::load(3, capture);
+    if (!programs)
+        std::fprintf(stderr, "%s\n", programs.error().what().c_str());
+    std::printf("capture=%d load=%d unix=%d\n", capture ? 1 : 0, programs ? 0 : 1,
+                programs && (*programs)->unix_hooks_loaded() ? 1 : 0);
+    return programs ? 0 : 1;
 }

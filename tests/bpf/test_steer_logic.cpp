@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/sysmacros.h>
 
 #include <cstring>
 #include <memory>
@@ -134,4 +135,30 @@ TEST_CASE("IPv4 is stored mapped so both ends of a flow agree")
     SteerCase v6;
     v6.ip6[3] = htonl(1);
     CHECK(run(skel->progs.test_addresses, v6).mapped == 0);
+}
+
+TEST_CASE("a captured executable's kernel dev_t compares equal to stat()'s st_dev (glibc makedev)")
+{
+    // bpf/lib/identity.h: the kernel keeps major << 20 | minor (12-bit
+    // major, 20-bit minor); stat() reports new_encode_dev(), which is what
+    // glibc's makedev() builds. Large minors (NVMe partitions, device-mapper,
+    // anonymous devices of overlayfs and btrfs) use the split high bits.
+    struct DevCase {
+        __u32 kdev;
+        __u32 pad;
+        __u64 user;
+    };
+    auto skel = load();
+    const unsigned majors[] = {0, 1, 8, 253, 254, 259, 511, 4095};
+    const unsigned minors[] = {0, 1, 255, 256, 4096, 65535, 65536, 0xabcde, 0xfffff};
+    for (unsigned major : majors) {
+        for (unsigned minor : minors) {
+            DevCase c{(major << 20) | minor, 0, 0};
+            LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &c, .ctx_size_in = sizeof c);
+            REQUIRE(bpf_prog_test_run_opts(bpf_program__fd(skel->progs.test_user_dev), &opts) == 0);
+            CAPTURE(major);
+            CAPTURE(minor);
+            CHECK(c.user == static_cast<__u64>(makedev(major, minor)));
+        }
+    }
 }

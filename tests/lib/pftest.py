@@ -32,16 +32,6 @@ SANDBOX_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) el
 # sets PINFOLD_KERNEL_LACKS for an older guest kernel; elsewhere it is unset
 # and every test runs: a missing feature then fails, never skips.
 KERNEL_FEATURES = {
-    # kfunc bpf_cast_to_kern_ctx (used by the unix hooks): before it, libbpf
-    # looks for the weak extern in module BTFs, which needs CAP_SYS_ADMIN, so
-    # the object loads only with root/SYS_ADMIN there (docs/kernel-support.md).
-    "kern_ctx_kfunc": "6.2",
-    # Without CAP_PERFMON the verifier also walks the speculative (dead)
-    # branch of a rodata switch and refuses the PERFMON-gated helper there;
-    # measured on 6.1 and 6.12, not on 6.18 (the verifier's nospec fallback
-    # for Spectre v1 paths, believed 6.17). Affects loading with only
-    # CAP_BPF + CAP_NET_ADMIN (docs/kernel-support.md).
-    "nospec_fallback": "6.17",
     "connect_unix": "6.7",    # cgroup connect_unix/sendmsg_unix hooks
     "landlock_net": "6.7",    # Landlock TCP bind/connect rules (ABI 4)
     "bpf_token": "6.9",       # BPF token from a delegated bpffs
@@ -252,12 +242,15 @@ class PinfoldTestCase(unittest.TestCase):
             f.write(textwrap.dedent(text))
         return path
 
-    def pinfold(self, policy, command, extra=(), timeout=RUN_TIMEOUT, check_clean=True, input_text=None):
+    def pinfold(self, policy, command, extra=(), timeout=RUN_TIMEOUT, check_clean=True, input_text=None,
+                prefix=()):
+        """`prefix`: a command that execs pinfold (setpriv dropping a capability),
+        so the pid checked for leftovers is still pinfold's."""
         audit = os.path.join(self.tmp, f"audit-{time.monotonic_ns()}.jsonl")
         # The sandbox has a private /tmp: a checkout under /tmp (CI's clones)
         # would leave the test helpers the sandboxed commands run invisible.
         visible = [] if "--sandbox" in extra else ["--ro", TESTS_DIR]
-        argv = [PINFOLD, "run", "--policy", policy, "--audit", audit, *visible, *extra, "--", *command]
+        argv = [*prefix, PINFOLD, "run", "--policy", policy, "--audit", audit, *visible, *extra, "--", *command]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL)
         try:

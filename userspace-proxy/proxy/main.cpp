@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -14,6 +15,7 @@
 #include "pinfold/socket_exemption.hpp"
 #include "policy/policy.hpp"
 #include "proxy_options.hpp"
+#include "degraded_origin.hpp"
 #include "answered_resolver.hpp"
 #include "dns/dns_server.hpp"
 #include "proxy_server.hpp"
@@ -118,10 +120,20 @@ int serve(const proxy::ProxyOptions& options)
         ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
         set_exemption_map(options.exempt_map_fd);
     }
-    proxy::SocketStorageOrigin origins(options.origin_map_fd);
-    if (options.degraded_identity)
-        origins.set_identity_note("degraded: no kernel executable identity (pinfold lacks CAP_PERFMON); "
-                                  "binaries: rules admit no connection");
+    proxy::SocketStorageOrigin kernel_origins(options.origin_map_fd);
+    // Degraded identity: the executable comes from pinfold's /proc lookup
+    // when we accept (proxy/degraded_origin.hpp), not from the kernel.
+    std::optional<proxy::LoaderExecutableLookup> exe_lookup;
+    std::optional<proxy::DegradedIdentityOrigin> degraded_origins;
+    if (options.degraded_identity && options.exe_lookup_fd >= 0) {
+        exe_lookup.emplace(options.exe_lookup_fd);
+        degraded_origins.emplace(kernel_origins, *exe_lookup);
+    } else if (options.degraded_identity) {
+        kernel_origins.set_identity_note("degraded: no kernel executable identity (pinfold lacks CAP_PERFMON); "
+                                         "binaries: rules admit no connection");
+    }
+    proxy::OriginSource& origins =
+        degraded_origins ? static_cast<proxy::OriginSource&>(*degraded_origins) : kernel_origins;
     // DNS answers given to the sandbox bind names to addresses for the
     // Host check (proxy/answered_resolver.hpp).
     dns::AnswerMemory answers;

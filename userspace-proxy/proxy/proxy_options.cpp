@@ -19,6 +19,8 @@ Result<ProxyOptions> parse_proxy_options(const std::vector<std::string>& args)
         ("binaries-fd", po::value(&o.binaries_fd), "fd holding the resolved binaries: table (JSON)")
         ("degraded-identity", po::bool_switch(&o.degraded_identity),
          "no kernel executable identity: say so on every decision")
+        ("exe-lookup-fd", po::value(&o.exe_lookup_fd),
+         "degraded identity: fd of pinfold's executable lookup (SOCK_SEQPACKET)")
         ("sandbox-id", po::value(&o.sandbox_id)->required(), "cgroup id of the sandbox")
         ("host", po::value(&o.hosts)->composing(), "NAME=ADDR[,ADDR]")
         ("upstream-ca-fd", po::value(&o.upstream_ca_fd), "fd holding PEM roots for upstream TLS")

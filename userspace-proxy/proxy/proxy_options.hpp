@@ -17,6 +17,7 @@ struct ProxyOptions {
     std::string policy_source;   // file name for error messages
     int binaries_fd = -1;        // the loader's resolution of binaries: (JSON); -1: resolve here
     bool degraded_identity = false;  // the loader could not enable identity capture
+    int exe_lookup_fd = -1;      // degraded identity: SOCK_SEQPACKET to pinfold's /proc/<pid>/exe lookup
     int ready_fd = -1;           // "PORT\n" is written here once listening
     std::uint64_t sandbox_id = 0;
     std::vector<std::string> hosts;   // NAME=ADDR[,ADDR]
