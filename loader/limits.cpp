@@ -150,6 +150,11 @@ void remove_stale_v1(const std::string& parent, const std::string& lock_dir)
         std::string name = entry.path().filename().string();
         if (!name.starts_with("run-") || !entry.is_directory(ec))
             continue;
+        // Only our own: another owner's pinfold below the same v1 cgroup
+        // keeps its locks elsewhere.
+        struct stat st {};
+        if (::lstat(entry.path().c_str(), &st) != 0 || st.st_uid != ::geteuid())
+            continue;
         // A v1 directory still holding tasks is not empty and rmdir fails;
         // the tasks themselves die with their run's cgroup2 directory.
         if (lock_is_free(lock_dir + "/" + name + ".lock"))

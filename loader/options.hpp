@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "pinfold/error.hpp"
+#include "runtime_paths.hpp"
 #include "sandbox_spec.hpp"
 
 namespace pinfold::loader {
@@ -24,6 +25,7 @@ struct RunOptions {
     std::string dns_upstream;            // ADDR:PORT; "" -> first nameserver of /etc/resolv.conf
     bool allow_degraded_identity = false; // binaries: without kernel capture (docs/identity.md)
     SandboxOptions sandbox;              // --workspace, --ro/--rw/--hide, --env, limits
+    RuntimePathOptions locations;        // --runtime-dir, --bpffs-dir, --cgroup-parent
 };
 
 struct CheckOptions {

@@ -35,6 +35,7 @@
 #include "pinfold/audit_log.hpp"
 #include "policy/policy.hpp"
 #include "run_state.hpp"
+#include "runtime_paths.hpp"
 #include "steering_programs.hpp"
 #include "trust_bundle.hpp"
 
@@ -413,9 +414,21 @@ int run_sandbox_checked(const RunOptions& options)
         log()->error("--provider needs the namespace sandbox (not --sandbox off)");
         return exit_internal;
     }
+    // Where this run keeps its state (root's system directories, or a
+    // delegated user's): checked now, created only once all input is valid.
+    auto cgroup2_mount = find_cgroup2_root();
+    if (!cgroup2_mount) {
+        log()->error("{}", cgroup2_mount.error().what());
+        return exit_internal;
+    }
+    auto locations = resolve_runtime_locations(options.locations, *cgroup2_mount);
+    if (!locations) {
+        log()->error("{}", locations.error().what());
+        return exit_internal;
+    }
     // Named now so the sandbox plan can carry its variables; written once
     // the proxy has made the CA.
-    TrustBundle trust = plan_trust_bundle("run-" + std::to_string(::getpid()));
+    TrustBundle trust = plan_trust_bundle("run-" + std::to_string(::getpid()), locations->trust_parent);
     std::optional<WrittenTrustBundle> trust_files;
     // The policy's limits (the agent profile) unless a flag says otherwise.
     SandboxLimits limits_wanted = options.sandbox.limits;
@@ -436,7 +449,11 @@ int run_sandbox_checked(const RunOptions& options)
             trust_mounts.push_back({MountKind::bind_ro, trust.bundle_path, std::string(system_ca_bundle), {}});
         std::vector<std::string> sandbox_env = trust.environment();
         sandbox_env.insert(sandbox_env.end(), credentials->sandbox_env.begin(), credentials->sandbox_env.end());
-        auto plan = make_sandbox_plan(options.sandbox, sandbox_env, trust_mounts);
+        SandboxOptions sandbox_options = options.sandbox;
+        sandbox_options.state_paths = locations->hidden;
+        sandbox_options.user_runtime_dir = locations->user_runtime_dir;
+        sandbox_options.revealed_dir = trust.directory;
+        auto plan = make_sandbox_plan(sandbox_options, sandbox_env, trust_mounts);
         if (!plan) {
             log()->error("{}", plan.error().what());
             return exit_internal;
@@ -493,13 +510,10 @@ int run_sandbox_checked(const RunOptions& options)
         log()->error("{}", r.error().what());
         return exit_internal;
     }
-    RunPaths paths;
-    paths.cgroup_parent = *cgroup_root + "/pinfold";
-    if (!*container && ::mkdir(paths.cgroup_parent.c_str(), 0755) != 0 && errno != EEXIST) {
-        log()->error("create cgroup {}: {}", paths.cgroup_parent, std::strerror(errno));
-        return exit_internal;
-    }
-    if (auto r = *container ? Result<void>{} : ensure_bpffs(paths.bpffs); !r) {
+    const RunPaths& paths = locations->run;
+    const std::string cgroup_prefix =
+        locations->cgroup_parent_relative.empty() ? "" : locations->cgroup_parent_relative + "/";
+    if (auto r = *container ? Result<void>{} : prepare_runtime_locations(*locations); !r) {
         log()->error("{}", r.error().what());
         return exit_internal;
     }
@@ -543,15 +557,17 @@ int run_sandbox_checked(const RunOptions& options)
     if (!state)
         return fail_run(state.error());
     run.state.emplace(std::move(*state));
-    auto run_cgroup = CgroupDir::create(*cgroup_root, "pinfold/" + run_name);
+    auto run_cgroup = CgroupDir::create(*cgroup_root, cgroup_prefix + run_name);
     if (!run_cgroup)
         return fail_run(run_cgroup.error());
     run.run_cgroup.emplace(std::move(*run_cgroup));
-    auto proxy_cgroup = CgroupDir::create(*cgroup_root, "pinfold/" + run_name + "/proxy");
+    if (auto r = run.state->note_cgroup(run.run_cgroup->id()); !r)
+        return fail_run(r.error());
+    auto proxy_cgroup = CgroupDir::create(*cgroup_root, cgroup_prefix + run_name + "/proxy");
     if (!proxy_cgroup)
         return fail_run(proxy_cgroup.error());
     run.proxy_cgroup.emplace(std::move(*proxy_cgroup));
-    auto sandbox_cgroup = CgroupDir::create(*cgroup_root, "pinfold/" + run_name + "/sandbox");
+    auto sandbox_cgroup = CgroupDir::create(*cgroup_root, cgroup_prefix + run_name + "/sandbox");
     if (!sandbox_cgroup)
         return fail_run(sandbox_cgroup.error());
     run.sandbox_cgroup.emplace(std::move(*sandbox_cgroup));
@@ -710,7 +726,7 @@ int run_sandbox_checked(const RunOptions& options)
             break;
         ca_pem.append(buf, static_cast<std::size_t>(got));
     }
-    if (auto r = write_trust_bundle(trust, ca_pem); !r)
+    if (auto r = write_trust_bundle(trust, ca_pem, system_ca_bundle, paths.lock_dir); !r)
         return fail_run(r.error());
     trust_files.emplace(trust);
     // Without the namespace sandbox CMD inherits this environment.

@@ -97,7 +97,11 @@ Result<SandboxPlan> make_sandbox_plan(const SandboxOptions& options, const std::
         return fail("--workspace " + workspace_arg + ": not a directory");
     if (*workspace == "/")
         return fail("--workspace /: the whole filesystem cannot be the workspace");
-    for (const auto& hidden : always_hidden_paths()) {
+    std::vector<std::string> never_seen = always_hidden_paths();
+    never_seen.insert(never_seen.end(), options.state_paths.begin(), options.state_paths.end());
+    if (!options.user_runtime_dir.empty())
+        never_seen.push_back(options.user_runtime_dir);
+    for (const auto& hidden : never_seen) {
         if (is_under(*workspace, hidden) || is_under(hidden, *workspace))
             return fail("--workspace " + *workspace + ": overlaps " + hidden + ", which the sandbox never sees");
     }
@@ -143,7 +147,7 @@ Result<SandboxPlan> make_sandbox_plan(const SandboxOptions& options, const std::
                 return std::unexpected(resolved.error());
             if (*resolved == "/")
                 return fail(flag + " /: not allowed");
-            for (const auto& hidden : always_hidden_paths()) {
+            for (const auto& hidden : never_seen) {
                 if (kind != MountKind::hide_dir && (is_under(*resolved, hidden) || is_under(hidden, *resolved)))
                     return fail(flag + " " + path + ": overlaps " + hidden + ", which the sandbox never sees");
             }
@@ -166,6 +170,24 @@ Result<SandboxPlan> make_sandbox_plan(const SandboxOptions& options, const std::
         std::error_code ec;
         if (fs::is_directory(hidden, ec))
             plan.mounts.push_back(step(MountKind::hide_dir, hidden, hidden));
+    }
+    for (const auto& hidden : options.state_paths) {
+        // Below a path already hidden, or in the host's /tmp (the sandbox
+        // has its own), it does not exist in the new root.
+        bool covered = is_under(hidden, "/tmp") ||
+                       std::any_of(always_hidden_paths().begin(), always_hidden_paths().end(),
+                                   [&](const std::string& dir) { return is_under(hidden, dir); });
+        std::error_code ec;
+        if (!covered && fs::is_directory(hidden, ec))
+            plan.mounts.push_back(step(MountKind::hide_dir, hidden, hidden));
+    }
+    if (!options.user_runtime_dir.empty()) {
+        // Last, over the hides above that lie inside it: an empty tmpfs,
+        // the bundle bound into it, then sealed read-only.
+        plan.mounts.push_back(step(MountKind::tmpfs, "", options.user_runtime_dir));
+        if (!options.revealed_dir.empty() && is_under(options.revealed_dir, options.user_runtime_dir))
+            plan.mounts.push_back(step(MountKind::bind_ro, options.revealed_dir, options.revealed_dir));
+        plan.mounts.push_back(step(MountKind::seal_ro, "", options.user_runtime_dir));
     }
 
     // Environment: the allow-list, then what pinfold adds, then --env.

@@ -35,6 +35,14 @@ struct SandboxOptions {
     std::vector<std::string> hide_paths; // --hide
     std::vector<std::string> env;        // --env NAME=VALUE
     SandboxLimits limits;
+    // Filled by pinfold from its runtime locations (runtime_paths.hpp):
+    std::vector<std::string> state_paths; // its locks and pins: hidden like always_hidden_paths()
+    // A non-root pinfold's sandbox has the user's uid, so the user's
+    // sockets in XDG_RUNTIME_DIR (session bus, agents, a podman API
+    // socket) would be in reach: the directory is replaced by an empty one
+    // that shows only `revealed_dir` (the run's CA bundle), read-only.
+    std::string user_runtime_dir;
+    std::string revealed_dir;
 };
 
 enum class MountKind {
