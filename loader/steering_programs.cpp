@@ -67,20 +67,21 @@ int on_ring_event(void* ctx, void* data, size_t size)
 // running kernel's BTF; -1 when the kernel has no such attach type.
 int kernel_attach_type(const char* name)
 {
-    btf* vmlinux = btf__load_vmlinux_btf();
+    // Parsed once per process: the kernel's BTF is megabytes, and parsing
+    // it for each name was most of `pinfold run`'s start-up.
+    static const std::unique_ptr<btf, void (*)(btf*)> vmlinux(btf__load_vmlinux_btf(), btf__free);
     if (!vmlinux)
         return -1;
     int value = -1;
-    int id = btf__find_by_name_kind(vmlinux, "bpf_attach_type", BTF_KIND_ENUM);
+    int id = btf__find_by_name_kind(vmlinux.get(), "bpf_attach_type", BTF_KIND_ENUM);
     if (id > 0) {
-        const btf_type* t = btf__type_by_id(vmlinux, static_cast<__u32>(id));
+        const btf_type* t = btf__type_by_id(vmlinux.get(), static_cast<__u32>(id));
         const struct btf_enum* e = ::btf_enum(t);
         for (unsigned i = 0; i < btf_vlen(t); ++i, ++e) {
-            if (std::strcmp(btf__name_by_offset(vmlinux, e->name_off), name) == 0)
+            if (std::strcmp(btf__name_by_offset(vmlinux.get(), e->name_off), name) == 0)
                 value = e->val;
         }
     }
-    btf__free(vmlinux);
     return value;
 }
 
@@ -104,8 +105,15 @@ Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbo
     bpf_program__set_autoload(progs.pf_connect6, !capture_exe);
     self->connect4_ = capture_exe ? progs.pf_connect4_exe : progs.pf_connect4;
     self->connect6_ = capture_exe ? progs.pf_connect6_exe : progs.pf_connect6;
-    if (int err = pinfold_bpf__load(self->skel_); err != 0)
-        return fail("load BPF programs (needs CAP_BPF and CAP_NET_ADMIN; the verifier log is above)", -err);
+    if (int err = pinfold_bpf__load(self->skel_); err != 0) {
+        // Kernels before 6.13 (6.12.5 stable), Debian's 6.1 among them,
+        // refuse narrow stack writes next to spilled scalars for a loader
+        // without CAP_PERFMON: "attempt to corrupt spilled pointer on stack".
+        return fail(std::string("load BPF programs (needs CAP_BPF and CAP_NET_ADMIN") +
+                        (capture_exe ? "" : ", and CAP_PERFMON on kernels before 6.13 such as Debian's 6.1") +
+                        "; the verifier log is above)",
+                    -err);
+    }
     if (auto r = self->load_unix_hooks(sandbox_level, capture_exe); !r)
         return std::unexpected(r.error());
     return self;

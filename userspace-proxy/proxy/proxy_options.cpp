@@ -16,6 +16,7 @@ Result<ProxyOptions> parse_proxy_options(const std::vector<std::string>& args)
         ("policy-fd", po::value(&o.policy_fd)->required(), "fd holding the policy YAML")
         ("policy-source", po::value(&o.policy_source)->required(), "policy file name, for messages")
         ("ready-fd", po::value(&o.ready_fd)->required(), "fd to report the listening port on")
+        ("stop-fd", po::value(&o.stop_fd), "pipe from the loader; its end (EOF) stops the proxy cleanly")
         ("binaries-fd", po::value(&o.binaries_fd), "fd holding the resolved binaries: table (JSON)")
         ("degraded-identity", po::bool_switch(&o.degraded_identity),
          "no kernel executable identity: say so on every decision")

@@ -19,6 +19,7 @@ struct ProxyOptions {
     bool degraded_identity = false;  // the loader could not enable identity capture
     int exe_lookup_fd = -1;      // degraded identity: SOCK_SEQPACKET to pinfold's /proc/<pid>/exe lookup
     int ready_fd = -1;           // "PORT\n" is written here once listening
+    int stop_fd = -1;            // pipe from the loader: EOF means stop (flush the audit, exit)
     std::uint64_t sandbox_id = 0;
     std::vector<std::string> hosts;   // NAME=ADDR[,ADDR]
     int upstream_ca_fd = -1;     // PEM roots for upstream TLS; -1: the system store

@@ -333,7 +333,7 @@ Result<std::uint16_t> ProxyServer::listen_loopback()
     return fail("no port free on both 127.0.0.1 and [::1]");
 }
 
-Result<void> ProxyServer::run(int stop_fd)
+Result<void> ProxyServer::run(int stop_fd, int parent_fd)
 {
     State& s = *state_;
     s.epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
@@ -344,6 +344,8 @@ Result<void> ProxyServer::run(int stop_fd)
     ev.data.u64 = stop_tag;
     if (::epoll_ctl(s.epoll_fd, EPOLL_CTL_ADD, stop_fd, &ev) != 0)
         return fail_errno("epoll_ctl stop fd");
+    if (parent_fd >= 0 && ::epoll_ctl(s.epoll_fd, EPOLL_CTL_ADD, parent_fd, &ev) != 0)
+        return fail_errno("epoll_ctl parent stop fd");
     for (std::size_t i = 0; i < s.listen_fds.size(); ++i) {
         ev.events = EPOLLIN;
         ev.data.u64 = listener_tag_base + i;

@@ -47,8 +47,10 @@ public:
     // Listens on 127.0.0.1 and [::1] on one port the kernel picks; returns it.
     [[nodiscard]] Result<std::uint16_t> listen_loopback();
 
-    // Serves until `stop_fd` (a signalfd or eventfd) becomes readable.
-    [[nodiscard]] Result<void> run(int stop_fd);
+    // Serves until `stop_fd` (a signalfd or eventfd) becomes readable, or
+    // `parent_fd` (the read end of the loader's pipe) reaches EOF. Batched
+    // audit records are flushed on the way out.
+    [[nodiscard]] Result<void> run(int stop_fd, int parent_fd = -1);
 
 private:
     struct State;   // connections, listeners, epoll: see proxy_server.cpp
