@@ -802,8 +802,9 @@ int run_sandbox_checked(const RunOptions& options)
         if (auto r = run.exe_lookup->set_sandbox_from(run.command->pid()); !r)
             log()->warn("degraded identity: {}", r.error().what());
     }
-    // Everything that needed a capability is done.
-    if (options.sandbox.enabled) {
+    // Everything that needed a capability is done. (A root pinfold with
+    // --sandbox off keeps them for debugging; a file-capability one never.)
+    if (options.sandbox.enabled || ::geteuid() != 0) {
         if (auto r = drop_own_capabilities(); !r)
             return fail_run(r.error());
     }

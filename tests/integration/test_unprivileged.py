@@ -186,11 +186,19 @@ class UnprivilegedMode(AsUser, pftest.PinfoldTestCase):
             self.assertIn(cap, caps)
 
     def test_pinfold_and_proxy_hold_no_capabilities_once_running(self):
+        self.check_capabilities_dropped([])
+
+    def test_capabilities_dropped_with_sandbox_off_too(self):
+        # Hooks-only runs (rootless Podman, docs/containers.md) included.
+        self.check_capabilities_dropped(["--sandbox", "off"])
+
+    def check_capabilities_dropped(self, extra):
         go = os.path.join(self.ws, "go")
-        audit = os.path.join(self.tmp, "a.jsonl")
+        audit = os.path.join(self.tmp, f"a-{len(extra)}.jsonl")
         proc = subprocess.Popen([STATE["wrapper"], "run", "--policy", self.policy, "--audit", audit,
-                                 "--workspace", self.ws, "--", "sh", "-c",
-                                 f"while [ ! -e {go} ]; do sleep 0.05; done"], stdin=subprocess.DEVNULL)
+                                 "--workspace", self.ws, *extra, "--", "sh", "-c",
+                                 f"while [ ! -e {go} ]; do sleep 0.05; done"], stdin=subprocess.DEVNULL,
+                                cwd=self.ws)
         try:
             self.assertTrue(pftest.wait_for_descendant(proc.pid, "sh"), "the command did not start")
             status = {}
@@ -218,7 +226,8 @@ class UnprivilegedMode(AsUser, pftest.PinfoldTestCase):
             self.assertEqual(stat.S_IMODE(os.stat(f"{XDG}/pinfold").st_mode), 0o700)
             self.assertTrue(os.listdir(os.path.join(PINS, name)), "no link pins")
         finally:
-            open(go, "w").close()
+            if not os.path.exists(go):
+                open(go, "w").close()
             code = proc.wait(timeout=30)
         self.assertEqual(code, 0)
         pftest.assert_clean(self, proc.pid)
