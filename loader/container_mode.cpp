@@ -152,16 +152,29 @@ Result<std::optional<ContainerCgroup>> detect_container_mode(const std::string& 
     return std::optional<ContainerCgroup>(std::move(cg));
 }
 
+namespace {
+
+bool has_capability(int cap) noexcept
+{
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {};
+    if (::syscall(SYS_capget, &header, data) != 0)
+        return false;
+    return (data[cap / 32].effective >> (cap % 32)) & 1U;
+}
+
+} // namespace
+
+bool can_run_proxy_as_nobody() noexcept
+{
+    return has_capability(CAP_SETUID) && has_capability(CAP_SETGID) && has_capability(CAP_KILL);
+}
+
 Result<void> check_container_sandbox(bool sandbox_enabled)
 {
     if (!sandbox_enabled)
         return {};
-    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-    __user_cap_data_struct data[2] = {};
-    if (::syscall(SYS_capget, &header, data) != 0)
-        return fail_errno("capget");
-    auto has = [&](int cap) { return (data[cap / 32].effective >> (cap % 32)) & 1U; };
-    if (has(CAP_SYS_ADMIN) && has(CAP_SETUID))
+    if (has_capability(CAP_SYS_ADMIN) && has_capability(CAP_SETUID))
         return {};
     return fail("container mode: the namespace sandbox (the default) needs CAP_SYS_ADMIN and CAP_SETUID, which "
                 "this container does not hold; the container already isolates the job's files and processes: "

@@ -48,6 +48,12 @@ struct ContainerCgroup {
 // sandbox) rather than run the job with less than it asked for.
 [[nodiscard]] Result<void> check_container_sandbox(bool sandbox_enabled);
 
+// Whether the proxy can run as nobody here, as on a host, instead of as the
+// job's uid: pinfold must be able to switch uids (CAP_SETUID, CAP_SETGID)
+// and, with no cgroup to kill, to signal it afterwards (CAP_KILL) - a
+// container that kept the engine's default capabilities.
+[[nodiscard]] bool can_run_proxy_as_nobody() noexcept;
+
 // What container mode does not give, one sentence each, for the log and
 // the audit record. `limits_requested`: the run asked for memory, pids or
 // cpu limits (they need a child cgroup).

@@ -103,6 +103,39 @@ for name in ("allowed.example", "denied.example"):
                          "the orphan outlived the run")
         self.assertEqual(self.ct.pids(), [])
 
+    def test_the_proxy_runs_as_the_jobs_uid_without_capabilities_or_as_nobody(self):
+        code = """
+import os
+for pid in os.listdir("/proc"):
+    try:
+        comm = open(f"/proc/{pid}/comm").read().strip()
+        status = open(f"/proc/{pid}/status").read()
+    except OSError:
+        continue
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    if comm == "pinfold-proxy" and int(fields["PPid"]) == os.getppid():
+        print(fields["Uid"].split()[0], fields["CapEff"].strip(), fields["CapPrm"].strip(), fields["NoNewPrivs"].strip())
+"""
+        r = self.run_in_container([pftest.SANDBOX_PYTHON, "-c", code])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ["0", "0" * 16, "0" * 16, "1"])
+        # An engine's default capabilities include CAP_SETUID and CAP_KILL
+        # (pinfold must still be able to stop it): then nobody.
+        r = container_env.run_pinfold(self, self.ct, self.policy, [pftest.SANDBOX_PYTHON, "-c", code],
+                                      caps=(*container_env.CONTAINER_CAPS, "setuid", "setgid", "kill"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ["65534", "0" * 16, "0" * 16, "1"])
+
+    def test_the_job_has_no_capabilities_and_cannot_regain_them(self):
+        r = self.run_in_container(["sh", "-c", "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        fields = dict(line.split(":\t") for line in r.stdout.splitlines())
+        self.assertEqual(fields["CapEff"], "0" * 16)
+        self.assertEqual(fields["CapPrm"], "0" * 16)
+        # The bounding set keeps CAP_BPF (dropping it needs CAP_SETPCAP);
+        # no_new_privs is what stops a setuid binary or a root exec.
+        self.assertEqual(fields["NoNewPrivs"], "1")
+
     def test_the_namespace_sandbox_is_refused_without_its_capabilities(self):
         r = self.run_in_container(["true"], extra=[], check_clean=True)
         self.assertEqual(r.returncode, 125)

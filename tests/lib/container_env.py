@@ -77,12 +77,12 @@ def prefix(cgroup, caps=CONTAINER_CAPS, own_subdir=None):
 
 
 def run_pinfold(test, cgroup, policy, command, extra=("--sandbox", "off"), own_subdir=None,
-                timeout=pftest.RUN_TIMEOUT, check_clean=True):
+                timeout=pftest.RUN_TIMEOUT, check_clean=True, caps=CONTAINER_CAPS):
     """`pinfold run` inside the emulated container of `cgroup`; a
     pftest.Result with the audit records (and .pid, pinfold's pid: the
     prefix only execs)."""
     audit = os.path.join(test.tmp, f"audit-{time.monotonic_ns()}.jsonl")
-    argv = [*prefix(cgroup, own_subdir=own_subdir), pftest.PINFOLD, "run", "--policy", policy, "--audit", audit,
+    argv = [*prefix(cgroup, caps=caps, own_subdir=own_subdir), pftest.PINFOLD, "run", "--policy", policy, "--audit", audit,
             *extra, "--", *command]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
