@@ -8,46 +8,105 @@
 #include <algorithm>
 #include <cstdio>
 
+#include <spdlog/spdlog.h>
+
 namespace pinfold::loader {
 
-Result<LoadedCredentials> load_credentials(const std::vector<std::string>& provider_files,
-                                           const policy::Policy& policy)
+namespace {
+
+// The NAME of each --service NAME=...; the rest is checked by add_services.
+std::vector<std::string> service_names(const std::vector<std::string>& specs)
 {
+    std::vector<std::string> names;
+    for (const std::string& spec : specs)
+        names.push_back(spec.substr(0, spec.find('=')));
+    return names;
+}
+
+bool same_file(const std::string& a, const std::string& b)
+{
+    struct stat sa {}, sb {};
+    return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+} // namespace
+
+Result<LoadedCredentials> load_credentials(const std::vector<std::string>& provider_files,
+                                           const std::vector<std::string>& services, const policy::Policy& policy)
+{
+    // 1. Every file parsed before any secret is read: the profile's
+    //    providers (paths relative to the policy), then --provider.
     std::vector<policy::Provider> providers;
+    std::vector<std::string> listed_at;   // per provider: where it was named, for errors
+    for (std::size_t i = 0; i < policy.providers.size(); ++i) {
+        const policy::ProviderFileRef& ref = policy.providers[i];
+        std::string where = policy.source + ":" + std::to_string(ref.line) + ":" + std::to_string(ref.column) +
+                            ": field 'providers[" + std::to_string(i) + "]': ";
+        auto provider = policy::load_provider_file(ref.resolved);
+        if (!provider)
+            return fail(where + provider.error().message);
+        for (const policy::Provider& other : providers)
+            if (other.name == provider->name)
+                return fail(where + "provider '" + provider->name + "' is also defined by " + other.origin);
+        providers.push_back(std::move(*provider));
+        listed_at.push_back(where);
+    }
+    const std::size_t from_policy = providers.size();
+    std::vector<bool> replaced(from_policy, false);
     for (const std::string& file : provider_files) {
         auto provider = policy::load_provider_file(file);
         if (!provider)
             return fail("--provider: " + provider.error().message);
-        for (const policy::Provider& other : providers)
-            if (other.name == provider->name)
+        auto same = std::find_if(providers.begin(), providers.end(),
+                                 [&](const policy::Provider& p) { return p.name == provider->name; });
+        if (same != providers.end()) {
+            auto index = static_cast<std::size_t>(same - providers.begin());
+            if (index >= from_policy || replaced[index])
                 return fail("--provider " + file + ": provider '" + provider->name + "' is also defined by " +
-                            other.origin);
-        if (auto r = policy::resolve_secret(*provider); !r)
-            return fail("--provider: " + r.error().message);
-        providers.push_back(std::move(*provider));
-    }
-    for (std::size_t i = 0; i < policy.rules.size(); ++i) {
-        const policy::Rule& rule = policy.rules[i];
-        for (std::size_t j = 0; j < rule.credentials.size(); ++j) {
-            const std::string& name = rule.credentials[j];
-            if (std::none_of(providers.begin(), providers.end(),
-                             [&](const policy::Provider& p) { return p.name == name; }))
-                return fail(policy.source + ":" + std::to_string(rule.line) + ": field 'rules[" + std::to_string(i) +
-                            "].credentials[" + std::to_string(j) + "]': no provider '" + name +
-                            "' is loaded (give its file with --provider)");
+                            same->origin);
+            // --provider replaces the profile's provider of the same name
+            // (another secret source, say); the same file is just named twice.
+            if (!same_file(same->origin, file))
+                spdlog::info("--provider {} replaces provider '{}' of {}", file, provider->name, same->origin);
+            *same = std::move(*provider);
+            replaced[index] = true;
+            listed_at[index] = "--provider: ";
+            continue;
         }
+        providers.push_back(std::move(*provider));
+        listed_at.push_back("--provider: ");
     }
+    // 2. Every binding checked: names loaded, no secret in cleartext.
+    if (auto r = policy::check_credential_bindings(policy, providers, service_names(services)); !r)
+        return std::unexpected(r.error());
+    // 3. The secrets, once.
+    for (std::size_t i = 0; i < providers.size(); ++i)
+        if (auto r = policy::resolve_secret(providers[i]); !r)
+            return fail(listed_at[i] + r.error().message);
     LoadedCredentials out;
     for (const policy::Provider& p : providers) {
         if (p.sandbox_env.empty())
             continue;
-        for (const std::string& entry : out.sandbox_env)
-            if (entry.starts_with(p.sandbox_env + "="))
-                return fail("--provider " + p.origin + ": sandbox_env " + p.sandbox_env +
-                            " is set by another provider too");
-        out.sandbox_env.push_back(p.sandbox_env + "=" + p.token);
+        std::string entry = p.sandbox_env + "=" + p.token;
+        // Providers sharing a token (a header and a basic one for the same
+        // account) may name the same variable; different values may not.
+        bool duplicate = false;
+        for (const std::string& other : out.sandbox_env) {
+            if (!other.starts_with(p.sandbox_env + "="))
+                continue;
+            if (other != entry)
+                return fail("provider file " + p.origin + ": sandbox_env " + p.sandbox_env +
+                            " is set by another provider to another token");
+            duplicate = true;
+        }
+        if (!duplicate)
+            out.sandbox_env.push_back(std::move(entry));
     }
     out.set = policy::CredentialSet(std::move(providers));
+    // 4. Last, as it writes the token files.
+    if (auto r = add_services(services, out); !r)
+        return std::unexpected(r.error());
     return out;
 }
 
@@ -121,6 +180,30 @@ Result<void> check_sandbox_environment(const policy::CredentialSet& set, const s
                         entry.substr(0, entry.find('=')) + " (drop it from --env)");
     }
     return {};
+}
+
+} // namespace pinfold::loader
+
+namespace pinfold::loader {
+
+std::string check_credentials(const policy::Policy& policy, bool& failed)
+{
+    // Parsed only: pinfold check never reads a secret.
+    std::vector<policy::Provider> providers;
+    std::string errors;
+    for (std::size_t i = 0; i < policy.providers.size(); ++i) {
+        const policy::ProviderFileRef& ref = policy.providers[i];
+        auto provider = policy::load_provider_file(ref.resolved);
+        if (!provider) {
+            errors += "error: " + policy.source + ":" + std::to_string(ref.line) + ":" + std::to_string(ref.column) +
+                      ": field 'providers[" + std::to_string(i) + "]': " + provider.error().message + "\n";
+            failed = true;
+            continue;
+        }
+        providers.push_back(std::move(*provider));
+    }
+    std::size_t problems = 0;
+    return errors + policy::describe_credentials(policy, providers, problems);
 }
 
 } // namespace pinfold::loader

@@ -24,14 +24,22 @@ struct LoadedCredentials {
 // added by the proxy to every allowed request for Host NAME.
 [[nodiscard]] Result<void> add_services(const std::vector<std::string>& specs, LoadedCredentials& loaded);
 
-// All or nothing: every file parsed, every secret read, every name a rule
-// lists loaded, before anything is used.
+// All or nothing: every provider file (the policy's `providers:`, then
+// --provider, which replaces a profile provider of the same name) parsed,
+// every rule's binding checked (names loaded; http:// only to loopback or a
+// --service), every secret read, then the --service token files written.
 [[nodiscard]] Result<LoadedCredentials> load_credentials(const std::vector<std::string>& provider_files,
+                                                         const std::vector<std::string>& services,
                                                          const policy::Policy& policy);
 
 // Refuses a sandbox environment that carries a secret (e.g. --env NAME
 // passing pinfold's own variable through).
 [[nodiscard]] Result<void> check_sandbox_environment(const policy::CredentialSet& set,
                                                      const std::vector<std::string>& env);
+
+// For `pinfold check`: the profile's providers (parsed, never their
+// secrets) and what each rule may inject, with the problems flagged.
+// `failed` is set when a provider file cannot be used.
+[[nodiscard]] std::string check_credentials(const policy::Policy& policy, bool& failed);
 
 } // namespace pinfold::loader

@@ -264,7 +264,7 @@ TEST_CASE("loader: a rule naming an unloaded provider is an error naming the rul
 {
     auto policy = parse_policy("name: t\nrules:\n  - endpoint: https://a.example/**\n    credentials: [github]\n", "t.yaml");
     REQUIRE(policy);
-    auto loaded = loader::load_credentials({}, *policy);
+    auto loaded = loader::load_credentials({}, {}, *policy);
     REQUIRE_FALSE(loaded);
     CHECK(loaded.error().message.find("t.yaml:3: field 'rules[0].credentials[0]'") != std::string::npos);
 

@@ -116,7 +116,7 @@ TEST_CASE("parse_policy: top-level field errors")
     CHECK(error_of(std::string(rules)) == "p.yaml:1:1: field 'name': is required");
     CHECK(error_of("name: a\n") == "p.yaml:1:1: field 'rules': is required");
     CHECK(error_of("name: a\nrule: []\n" + std::string(rules)) ==
-          "p.yaml:2:1: field 'rule': unknown key (expected one of: name, description, limits, rules)");
+          "p.yaml:2:1: field 'rule': unknown key (expected one of: name, description, limits, providers, rules)");
     CHECK(error_of("name: a\nname: b\n" + std::string(rules)) ==
           "p.yaml:2:1: field 'name': duplicate key (first at line 1)");
     CHECK(error_of("name: [a]\n" + std::string(rules)) ==

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <initializer_list>
 
@@ -126,37 +127,57 @@ public:
         auto type = string_at(root, "type", "type", true);
         if (!type)
             return std::unexpected(type.error());
-        if (*type != "header")
-            return error(root["type"].Mark(), "type", "'" + *type + "' is not a known type (expected: header)");
+        if (*type != "header" && *type != "basic")
+            return error(root["type"].Mark(), "type",
+                         "'" + *type + "' is not a known type (expected: header, basic)");
+        p.type = *type;
+        const bool basic = p.type == "basic";
+        // For basic the template and placeholder are the password's; the
+        // header value is built from them.
+        const std::string template_key = basic ? "password_template" : "value_template";
         const YAML::Node config = root["config"];
         if (!config.IsDefined() || !config.IsMap())
             return error(config.IsDefined() ? config.Mark() : root.Mark(), "config",
-                         "is required: a mapping with header, value_template and placeholder");
-        if (auto r = check_keys(config, "config", {"header", "value_template", "placeholder"}); !r)
+                         basic ? "is required: a mapping with username, password_template and placeholder"
+                               : "is required: a mapping with header, value_template and placeholder");
+        if (auto r = basic ? check_keys(config, "config", {"username", "password_template", "placeholder"})
+                           : check_keys(config, "config", {"header", "value_template", "placeholder"});
+            !r)
             return std::unexpected(r.error());
-        auto header = string_at(config, "header", "config.header", true);
-        if (!header)
-            return std::unexpected(header.error());
-        if (header->empty() || !std::all_of(header->begin(), header->end(), is_token_char))
-            return error(config["header"].Mark(), "config.header", "'" + *header + "' is not a header name");
-        p.header = *header;
-        auto tmpl = string_at(config, "value_template", "config.value_template", true);
+        if (basic) {
+            auto username = string_at(config, "username", "config.username", true);
+            if (!username)
+                return std::unexpected(username.error());
+            // RFC 7617: the user-id cannot contain a colon.
+            if (username->empty() || username->find(':') != std::string::npos || !is_field_value(*username))
+                return error(config["username"].Mark(), "config.username",
+                             "'" + *username + "' must be non-empty, without ':' or control characters");
+            p.username = *username;
+            p.header = "Authorization";
+        } else {
+            auto header = string_at(config, "header", "config.header", true);
+            if (!header)
+                return std::unexpected(header.error());
+            if (header->empty() || !std::all_of(header->begin(), header->end(), is_token_char))
+                return error(config["header"].Mark(), "config.header", "'" + *header + "' is not a header name");
+            p.header = *header;
+        }
+        const std::string template_field = "config." + template_key;
+        auto tmpl = string_at(config, template_key, template_field, true);
         if (!tmpl)
             return std::unexpected(tmpl.error());
         std::size_t open = tmpl->find("{{");
         std::size_t close = open == std::string::npos ? std::string::npos : tmpl->find("}}", open);
         if (open == std::string::npos || close == std::string::npos)
-            return error(config["value_template"].Mark(), "config.value_template",
-                         "needs exactly one {{NAME}} where the secret goes");
+            return error(config[template_key].Mark(), template_field, "needs exactly one {{NAME}} where the secret goes");
         std::string variable = tmpl->substr(open + 2, close - open - 2);
         if (!is_variable(variable))
-            return error(config["value_template"].Mark(), "config.value_template",
+            return error(config[template_key].Mark(), template_field,
                          "'{{" + variable + "}}': the name must be [A-Za-z_][A-Za-z0-9_]*");
         if (tmpl->find("{{", close) != std::string::npos || tmpl->find("}}", close + 2) != std::string::npos)
-            return error(config["value_template"].Mark(), "config.value_template",
-                         "needs exactly one {{NAME}} where the secret goes");
+            return error(config[template_key].Mark(), template_field, "needs exactly one {{NAME}} where the secret goes");
         if (!is_field_value(*tmpl))
-            return error(config["value_template"].Mark(), "config.value_template", "contains a control character");
+            return error(config[template_key].Mark(), template_field, "contains a control character");
         p.value_template = *tmpl;
         p.variable = variable;
         std::string prefix = tmpl->substr(0, open);
@@ -169,13 +190,15 @@ public:
         if (placeholder->size() <= prefix.size() + suffix.size() || !placeholder->starts_with(prefix) ||
             !placeholder->ends_with(suffix))
             return error(config["placeholder"].Mark(), "config.placeholder",
-                         "must be the value_template with a token in place of {{" + variable + "}}");
+                         "must be the " + template_key + " with a token in place of {{" + variable + "}}");
         p.placeholder = *placeholder;
         p.token = placeholder->substr(prefix.size(), placeholder->size() - prefix.size() - suffix.size());
         // Short tokens would match ordinary text (and be redacted from it).
         if (p.token.size() < 8 || !is_field_value(p.token) || p.token.find(' ') != std::string::npos)
             return error(config["placeholder"].Mark(), "config.placeholder",
                          "the token '" + p.token + "' must be at least 8 characters without spaces or controls");
+        if (basic)
+            p.placeholder = "Basic " + base64_encode(p.username + ":" + p.placeholder);
         auto source = string_at(root, "source", "source", false);
         if (!source)
             return std::unexpected(source.error());
@@ -264,7 +287,77 @@ void replace_all(std::string& text, std::string_view needle, std::string_view wi
         text.replace(at, needle.size(), with);
 }
 
+// What base64 hides: the encoded credentials of a basic provider, as git
+// and curl put them on the wire (the placeholder's and the secret's).
+std::string_view encoded_placeholder(const Provider& p)
+{
+    return p.type == "basic" && p.placeholder.size() > 6 ? std::string_view(p.placeholder).substr(6)
+                                                         : std::string_view();
+}
+
+std::string_view encoded_secret(const Provider& p)
+{
+    return p.type == "basic" && p.header_value.size() > 6 ? std::string_view(p.header_value).substr(6)
+                                                          : std::string_view();
+}
+
+constexpr std::string_view base64_alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 } // namespace
+
+std::string base64_encode(std::string_view bytes)
+{
+    std::string out;
+    out.reserve((bytes.size() + 2) / 3 * 4);
+    std::size_t i = 0;
+    for (; i + 3 <= bytes.size(); i += 3) {
+        std::uint32_t v = (static_cast<unsigned char>(bytes[i]) << 16) |
+                          (static_cast<unsigned char>(bytes[i + 1]) << 8) | static_cast<unsigned char>(bytes[i + 2]);
+        for (int shift : {18, 12, 6, 0})
+            out += base64_alphabet[(v >> shift) & 63];
+    }
+    if (std::size_t left = bytes.size() - i; left > 0) {
+        std::uint32_t v = static_cast<unsigned char>(bytes[i]) << 16;
+        if (left == 2)
+            v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+        out += base64_alphabet[(v >> 18) & 63];
+        out += base64_alphabet[(v >> 12) & 63];
+        out += left == 2 ? base64_alphabet[(v >> 6) & 63] : '=';
+        out += '=';
+    }
+    return out;
+}
+
+Result<std::string> base64_decode(std::string_view text)
+{
+    if (text.size() % 4 != 0)
+        return fail("base64: length is not a multiple of 4");
+    std::string out;
+    std::uint32_t v = 0;
+    int bits = 0;
+    std::size_t padding = 0;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        char c = text[i];
+        if (c == '=') {
+            // Only at the end, at most two.
+            if (i + 2 < text.size() || ++padding > 2)
+                return fail("base64: misplaced padding");
+            continue;
+        }
+        if (padding > 0)
+            return fail("base64: data after padding");
+        std::size_t at = base64_alphabet.find(c);
+        if (at == std::string_view::npos)
+            return fail("base64: invalid character");
+        v = (v << 6) | static_cast<std::uint32_t>(at);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += static_cast<char>((v >> bits) & 0xff);
+        }
+    }
+    return out;
+}
 
 Result<Provider> parse_provider(std::string_view yaml_text, std::string_view source_name)
 {
@@ -304,6 +397,11 @@ Result<void> resolve_secret(Provider& provider)
     }
     if (secret.empty())
         return fail(where + ": the secret is empty");
+    if (secret.size() < min_secret_chars)
+        return fail(where + ": the secret is " + std::to_string(secret.size()) + " character(s) long; at least " +
+                    std::to_string(min_secret_chars) +
+                    " are needed (a shorter value matches ordinary text, e.g. 'x' is in TERM=xterm, and would "
+                    "be refused wherever it appears)");
     if (!is_field_value(secret))
         return fail(where + ": the secret contains a control character (not valid in a header)");
     if (secret.find(provider.token) != std::string::npos || provider.token.find(secret) != std::string::npos)
@@ -312,6 +410,8 @@ Result<void> resolve_secret(Provider& provider)
     std::size_t open = value.find("{{");
     std::size_t close = value.find("}}", open);
     value.replace(open, close + 2 - open, secret);
+    if (provider.type == "basic")
+        value = "Basic " + base64_encode(provider.username + ":" + value);
     provider.secret = std::move(secret);
     provider.header_value = std::move(value);
     return {};
@@ -331,15 +431,17 @@ std::size_t CredentialSet::longest_needle() const
 {
     std::size_t longest = 0;
     for (const Provider& p : providers_)
-        longest = std::max({longest, p.token.size(), p.secret.size()});
+        longest = std::max({longest, p.token.size(), p.secret.size(), encoded_placeholder(p).size(),
+                            encoded_secret(p).size()});
     return longest;
 }
 
 const Provider* CredentialSet::mentioned_in(std::string_view text, bool* secret_seen) const
 {
+    auto has = [text](std::string_view needle) { return !needle.empty() && text.find(needle) != std::string_view::npos; };
     for (const Provider& p : providers_) {
-        bool secret = !p.secret.empty() && text.find(p.secret) != std::string_view::npos;
-        if (secret || (!p.token.empty() && text.find(p.token) != std::string_view::npos)) {
+        bool secret = has(p.secret) || has(encoded_secret(p));
+        if (secret || has(p.token) || has(encoded_placeholder(p))) {
             if (secret_seen)
                 *secret_seen = secret;
             return &p;
@@ -348,11 +450,35 @@ const Provider* CredentialSet::mentioned_in(std::string_view text, bool* secret_
     return nullptr;
 }
 
+std::optional<std::string> CredentialSet::decode_basic(std::string_view value)
+{
+    // RFC 7235: the scheme is case-insensitive, then one or more spaces.
+    if (value.size() < 6)
+        return std::nullopt;
+    std::string scheme(value.substr(0, 5));
+    std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](char c) {
+        return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    });
+    if (scheme != "basic" || value[5] != ' ')
+        return std::nullopt;
+    std::string_view rest = value.substr(6);
+    while (rest.starts_with(' '))
+        rest.remove_prefix(1);
+    while (rest.ends_with(' ') || rest.ends_with('\t'))
+        rest.remove_suffix(1);
+    auto decoded = base64_decode(rest);
+    if (!decoded)
+        return std::nullopt;
+    return std::move(*decoded);
+}
+
 void CredentialSet::redact(std::string& text) const
 {
     for (const Provider& p : providers_) {
         std::string mark = "[redacted:" + p.name + "]";
         replace_all(text, p.header_value, mark);
+        replace_all(text, encoded_secret(p), mark);
+        replace_all(text, encoded_placeholder(p), mark);
         replace_all(text, p.secret, mark);
         if (!p.token.empty())
             replace_all(text, p.token, mark);
@@ -363,7 +489,8 @@ std::string CredentialSet::serialize() const
 {
     std::string out;
     for (const Provider& p : providers_)
-        for (std::string_view field : {std::string_view(p.name), std::string_view(p.header),
+        for (std::string_view field : {std::string_view(p.name), std::string_view(p.type),
+                                       std::string_view(p.username), std::string_view(p.header),
                                        std::string_view(p.placeholder), std::string_view(p.token),
                                        std::string_view(p.secret), std::string_view(p.header_value),
                                        std::string_view(p.service_host)})
@@ -377,14 +504,16 @@ Result<CredentialSet> CredentialSet::parse(std::string_view text)
     while (!text.empty()) {
         Provider p;
         for (std::string* field :
-             {&p.name, &p.header, &p.placeholder, &p.token, &p.secret, &p.header_value, &p.service_host}) {
+             {&p.name, &p.type, &p.username, &p.header, &p.placeholder, &p.token, &p.secret, &p.header_value,
+              &p.service_host}) {
             auto value = take_field(text);
             if (!value)
                 return std::unexpected(value.error());
             *field = std::move(*value);
         }
-        if (p.name.empty() || p.header.empty() || (p.token.empty() && p.service_host.empty()) || p.secret.empty())
-            return fail("credential set: provider with an empty field");
+        if (p.name.empty() || p.header.empty() || (p.token.empty() && p.service_host.empty()) || p.secret.empty() ||
+            (p.type != "header" && p.type != "basic") || (p.type == "basic") == p.username.empty())
+            return fail("credential set: provider with an empty or invalid field");
         providers.push_back(std::move(p));
     }
     return CredentialSet(std::move(providers));

@@ -6,6 +6,7 @@
 // binding and the redaction are unit-tested.
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,10 +15,21 @@
 
 namespace pinfold::policy {
 
+// Below this many characters a secret would match ordinary text (a
+// one-letter token is in "xterm"), so it is refused at start.
+inline constexpr std::size_t min_secret_chars = 8;
+
 struct Provider {
     std::string name;            // what rules name in `credentials:`
+    // "header": the header value is value_template with the secret.
+    // "basic": HTTP Basic auth (git over HTTPS): the header is
+    // Authorization, its value "Basic base64(username:password)" where the
+    // password is value_template with the secret; placeholder and
+    // header_value are stored encoded, as they are on the wire.
+    std::string type = "header";
+    std::string username;        // basic only
     std::string header;          // matched case-insensitively
-    std::string value_template;  // "Bearer {{GITHUB_TOKEN}}"
+    std::string value_template;  // "Bearer {{GITHUB_TOKEN}}" (basic: the password's template)
     std::string placeholder;     // "Bearer __GITHUB_TOKEN__": the header value the sandbox sends
     std::string variable;        // "GITHUB_TOKEN": the name inside {{ }}
     std::string token;           // "__GITHUB_TOKEN__": the placeholder's part where the secret goes
@@ -32,6 +44,10 @@ struct Provider {
     std::string secret;
     std::string header_value;    // value_template with the secret in place
 };
+
+[[nodiscard]] std::string base64_encode(std::string_view bytes);
+// Strict RFC 4648 with padding; nullopt-like empty Result on anything else.
+[[nodiscard]] Result<std::string> base64_decode(std::string_view text);
 
 // Parses one provider file (YAML). Errors name FILE:LINE:COL and the field.
 [[nodiscard]] Result<Provider> parse_provider(std::string_view yaml_text, std::string_view source_name);
@@ -57,6 +73,10 @@ public:
     // The provider whose placeholder token or secret occurs in `text`, or
     // nullptr. `*secret_seen` tells which of the two.
     [[nodiscard]] const Provider* mentioned_in(std::string_view text, bool* secret_seen = nullptr) const;
+    // For a header value "Basic <base64>" (scheme case-insensitive): the
+    // decoded "user:password", else nullopt. Used to see placeholders and
+    // secrets that base64 hides.
+    [[nodiscard]] static std::optional<std::string> decode_basic(std::string_view header_value);
     // Replaces every secret, header value and placeholder token in `text`.
     void redact(std::string& text) const;
 
@@ -79,5 +99,26 @@ private:
     const CredentialSet* set_;
     std::string tail_;
 };
+
+} // namespace pinfold::policy
+
+#include "policy/policy.hpp"
+
+namespace pinfold::policy {
+
+// Checks every rule's `credentials:` against the providers at hand:
+// each name is one of them, and a rule on plaintext http:// reaches only a
+// loopback address or a host-side service (`service_names`), since the
+// secret would otherwise cross the network in cleartext. Errors name
+// POLICY:LINE and the field.
+[[nodiscard]] Result<void> check_credential_bindings(const Policy& policy, const std::vector<Provider>& providers,
+                                                     const std::vector<std::string>& service_names);
+
+// For `pinfold check`: per rule with credentials, what the proxy may
+// inject (provider, type, header, placeholder; never a secret), then the
+// problems found, each on a line starting "problem: ". `providers` were
+// parsed without their secrets; `problems` counts what was flagged.
+[[nodiscard]] std::string describe_credentials(const Policy& policy, const std::vector<Provider>& providers,
+                                               std::size_t& problems);
 
 } // namespace pinfold::policy

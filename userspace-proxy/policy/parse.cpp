@@ -378,7 +378,7 @@ Result<Policy> PolicyParser::parse(std::string_view text) const
     if (!root.IsMap() || !has_plain_tag(root, "tag:yaml.org,2002:map"))
         return error(root.Mark(), "", "policy must be a mapping with 'name' and 'rules', got " + kind_of(root));
 
-    auto fields = entries(root, "", {"name", "description", "limits", "rules"});
+    auto fields = entries(root, "", {"name", "description", "limits", "providers", "rules"});
     if (!fields)
         return std::unexpected(fields.error());
 
@@ -442,6 +442,31 @@ Result<Policy> PolicyParser::parse(std::string_view text) const
                     return error(item.value_mark(), field, timeout.error().message);
                 policy.limits.timeout = *timeout;
             }
+        }
+    }
+
+    // Provider files of the agent profile, relative to the policy file, so
+    // a profile and its providers move together. Only named here: the
+    // loader reads them (and their secrets), the proxy never does.
+    if (const Entry* providers = find(*fields, "providers")) {
+        auto list = string_list(*providers, "providers");
+        if (!list)
+            return std::unexpected(list.error());
+        std::string_view directory = source_;
+        std::size_t slash = directory.rfind('/');
+        directory = slash == std::string_view::npos ? std::string_view() : directory.substr(0, slash + 1);
+        for (std::size_t i = 0; i < list->size(); ++i) {
+            auto& [path, mark] = (*list)[i];
+            std::string item_field = "providers[" + std::to_string(i) + "]";
+            if (path.empty() || path.ends_with('/') ||
+                std::any_of(path.begin(), path.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+                return error(mark, item_field, "'" + path + "' is not a provider file path");
+            ProviderFileRef ref{path, path.starts_with('/') ? path : std::string(directory) + path, mark.line + 1,
+                                mark.column + 1};
+            for (const ProviderFileRef& other : policy.providers)
+                if (other.resolved == ref.resolved)
+                    return error(mark, item_field, "duplicate provider file '" + path + "'");
+            policy.providers.push_back(std::move(ref));
         }
     }
 

@@ -50,10 +50,20 @@ struct PolicyLimits {
     std::optional<std::chrono::milliseconds> timeout;
 };
 
+// A provider file an agent profile lists (`providers: [providers/x.yaml]`):
+// the loader reads it as if given with --provider (credentials.hpp).
+struct ProviderFileRef {
+    std::string path;       // as written in the policy
+    std::string resolved;   // relative paths taken from the policy file's directory
+    int line = 0;
+    int column = 0;
+};
+
 struct Policy {
     std::string name;
     std::string description;
     PolicyLimits limits;
+    std::vector<ProviderFileRef> providers;
     std::vector<Rule> rules;
     std::vector<std::string> warnings;  // for the caller to print loudly
     std::string source;                 // file name given to the parser

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <optional>
 
 #include "credential_gate.hpp"
 
@@ -41,17 +42,46 @@ CredentialOutcome apply_credentials(const policy::CredentialSet& set, const std:
         const policy::Provider* provider;
     };
     std::vector<Replacement> replacements;
+    auto is_bound = [bound](const policy::Provider& p) {
+        return bound != nullptr && p.service_host.empty() &&
+               std::find(bound->begin(), bound->end(), p.name) != bound->end();
+    };
     for (std::size_t i = 0; i < head.headers.size(); ++i) {
         const http::Header& h = head.headers[i];
         if (const policy::Provider* p = set.mentioned_in(h.name, &secret))
             return exfiltration(*p, secret, "is in a header name");
+        // Basic credentials hide the placeholder in base64: look inside.
+        std::optional<std::string> decoded = policy::CredentialSet::decode_basic(h.value);
+        bool decoded_secret = false;
         const policy::Provider* p = set.mentioned_in(h.value, &secret);
-        if (p == nullptr)
+        const policy::Provider* in_decoded = decoded ? set.mentioned_in(*decoded, &decoded_secret) : nullptr;
+        if (p == nullptr && in_decoded == nullptr)
             continue;
-        bool is_bound = bound != nullptr && std::find(bound->begin(), bound->end(), p->name) != bound->end();
-        if (secret || !is_bound || !same_name(h.name, p->header) || h.value != p->placeholder) {
+        if (p == nullptr || (!secret && decoded_secret)) {
+            p = in_decoded;
+            secret = decoded_secret;
+        }
+        // The provider whose placeholder this header is, exactly (several
+        // providers may share a token, e.g. a header and a basic one).
+        const policy::Provider* exact = nullptr;
+        bool exact_anywhere = false;
+        for (const policy::Provider& candidate : set.providers()) {
+            if (!candidate.service_host.empty() || !same_name(h.name, candidate.header))
+                continue;
+            bool same = h.value == candidate.placeholder;
+            if (!same && candidate.type == "basic" && decoded)
+                same = *decoded == policy::CredentialSet::decode_basic(candidate.placeholder);
+            if (!same)
+                continue;
+            exact_anywhere = true;
+            if (is_bound(candidate)) {
+                exact = &candidate;
+                break;
+            }
+        }
+        if (secret || exact == nullptr) {
             std::string where = "is in header " + h.name;
-            if (!secret && h.value == p->placeholder && same_name(h.name, p->header))
+            if (!secret && exact_anywhere)
                 where = bound == nullptr ? "was sent on a request no rule allows"
                                          : "was sent on a request whose rule does not list it in credentials";
             return exfiltration(*p, secret, where);
@@ -59,9 +89,9 @@ CredentialOutcome apply_credentials(const policy::CredentialSet& set, const std:
         // Two copies would reach the server as a list (or the first wins
         // somewhere): never inject twice, never leave one behind.
         for (const Replacement& r : replacements)
-            if (r.provider == p)
-                return exfiltration(*p, false, "is in more than one " + p->header + " header");
-        replacements.push_back({i, p});
+            if (r.provider == exact || same_name(head.headers[r.header].name, h.name))
+                return exfiltration(*exact, false, "is in more than one " + exact->header + " header");
+        replacements.push_back({i, exact});
     }
     CredentialOutcome out;
     for (const Replacement& r : replacements) {

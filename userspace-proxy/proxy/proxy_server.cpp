@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "body_scan.hpp"
 #include "credential_gate.hpp"
 #include "pinfold/socket_exemption.hpp"
 #include "http/parser.hpp"
@@ -161,7 +162,7 @@ struct Connection {
     bool first_request = true;
     // The exchange in progress.
     std::optional<http::BodyDecoder> request_body;
-    std::optional<policy::LeakScanner> request_scan;   // credentials in the request body
+    std::optional<RequestBodyScan> request_scan;   // credentials in the request body (wire and de-chunked)
     std::optional<http::BodyDecoder> response_body;
     bool response_head_seen = false;
     bool response_until_close = false;
@@ -726,7 +727,7 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     c.request_body.reset();
     c.request_scan.reset();
     if (!credentials->empty())
-        c.request_scan.emplace(*credentials);
+        c.request_scan.emplace(*credentials, head.body == http::BodyKind::chunked);
     if (head.body != http::BodyKind::none)
         c.request_body.emplace(head.body, head.content_length);
     c.response_body.reset();

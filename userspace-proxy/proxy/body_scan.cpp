@@ -1,0 +1,77 @@
+#include "body_scan.hpp"
+
+#include <algorithm>
+
+namespace pinfold::proxy {
+
+namespace {
+
+int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+} // namespace
+
+const policy::Provider* RequestBodyScan::feed(std::string_view bytes, bool* secret_seen)
+{
+    if (const policy::Provider* p = wire_.feed(bytes, secret_seen))
+        return p;
+    if (!chunked_)
+        return nullptr;
+    // The decoder has checked the grammar, so only where data starts and
+    // ends matters here: "SIZE[;ext]CRLF DATA CRLF ... 0CRLF trailers CRLF".
+    data_.clear();
+    std::size_t i = 0;
+    while (i < bytes.size()) {
+        char c = bytes[i];
+        switch (state_) {
+        case Framing::size:
+            if (int v = hex_value(c); v >= 0) {
+                // The decoder refuses sizes this large long before.
+                if (remaining_ > (std::uint64_t{1} << 58))
+                    return nullptr;
+                remaining_ = remaining_ * 16 + static_cast<std::uint64_t>(v);
+            } else if (c == '\n') {
+                state_ = remaining_ == 0 ? Framing::trailers : Framing::data;
+            } else if (c != '\r') {
+                state_ = Framing::extension;
+            }
+            ++i;
+            break;
+        case Framing::extension:
+            if (c == '\n')
+                state_ = remaining_ == 0 ? Framing::trailers : Framing::data;
+            ++i;
+            break;
+        case Framing::data: {
+            std::size_t take = static_cast<std::size_t>(
+                std::min<std::uint64_t>(remaining_, static_cast<std::uint64_t>(bytes.size() - i)));
+            data_.append(bytes.substr(i, take));
+            remaining_ -= take;
+            i += take;
+            if (remaining_ == 0)
+                state_ = Framing::data_end;
+            break;
+        }
+        case Framing::data_end:
+            if (c == '\n')
+                state_ = Framing::size;
+            ++i;
+            break;
+        case Framing::trailers:
+            // Trailer fields are seen by the wire view; no payload follows.
+            i = bytes.size();
+            break;
+        }
+    }
+    return data_.empty() ? nullptr : payload_.feed(data_, secret_seen);
+}
+
+} // namespace pinfold::proxy
