@@ -229,6 +229,9 @@ struct Run {
     std::optional<ChildProcess> proxy;
     std::optional<ChildProcess> command;
     std::optional<ExeLookupService> exe_lookup;   // degraded identity only
+    // Write end of the proxy's stop pipe: closing it asks the proxy to
+    // flush its batched audit records and exit.
+    std::optional<OwnedFd> proxy_stop;
 };
 
 // The cgroup the hooks police: the run's sandbox cgroup, or in container
@@ -260,11 +263,24 @@ void teardown(Run& run, AuditLog& audit)
     if (run.programs && (run.sandbox_cgroup || run.container))
         run.programs->remove_sandbox(sandbox_id_of(run));
     if (run.proxy && !run.proxy->exited()) {
+        // The stop pipe reaches the proxy even when a signal cannot; it
+        // flushes its audit batch and exits at once (bounded: a wedged
+        // proxy is killed below).
+        bool stopped = false;
+        if (run.proxy_stop) {
+            run.proxy_stop.reset();
+            pollfd pfd{run.proxy->pidfd(), POLLIN, 0};
+            stopped = ::poll(&pfd, 1, 2000) == 1;
+            if (stopped)
+                log()->debug("the proxy stopped when asked (audit flushed)");
+            else
+                log()->warn("the proxy did not stop within 2 s of being asked; killing it");
+        }
         // Without capabilities a root pinfold cannot signal the proxy
         // (uid nobody): then waiting for a SIGTERM that never went out
         // would only add its timeout to every run. Its cgroup can still be
         // killed.
-        if (run.proxy->signal(SIGTERM)) {
+        if (!stopped && run.proxy->signal(SIGTERM)) {
             pollfd pfd{run.proxy->pidfd(), POLLIN, 0};
             ::poll(&pfd, 1, 2000);
             run.proxy->signal(SIGKILL);
@@ -655,6 +671,13 @@ int run_sandbox_checked(const RunOptions& options)
         proxy_spec.argv.push_back("--degraded-identity");
     proxy_spec.cgroup_fd = run.proxy_cgroup ? run.proxy_cgroup->fd() : -1;
     proxy_spec.inherit_fds = {run.programs->origin_map_fd(), proxy_audit.get(), policy_fd.get(), ready_write.get()};
+    int stop_pipe[2];
+    if (::pipe2(stop_pipe, O_CLOEXEC) != 0)
+        return fail_run(Error{errno, "pipe"});
+    OwnedFd stop_read(stop_pipe[0]);
+    run.proxy_stop.emplace(stop_pipe[1]);
+    proxy_spec.argv.insert(proxy_spec.argv.end(), {"--stop-fd", std::to_string(stop_read.get())});
+    proxy_spec.inherit_fds.push_back(stop_read.get());
     // The proxy makes the run CA and sends back its certificate only.
     auto roots_memfd = policy_memfd(*upstream_roots);
     if (!roots_memfd)
@@ -702,6 +725,7 @@ int run_sandbox_checked(const RunOptions& options)
     run.proxy.emplace(std::move(*proxy));
     if (run.exe_lookup)
         run.exe_lookup->close_proxy_end();
+    stop_read.reset();
     ready_write.reset();
     policy_fd.reset();
     binaries_fd.reset();
@@ -776,8 +800,9 @@ int run_sandbox_checked(const RunOptions& options)
         if (auto r = run.exe_lookup->set_sandbox_from(run.command->pid()); !r)
             log()->warn("degraded identity: {}", r.error().what());
     }
-    // Everything that needed a capability is done.
-    if (options.sandbox.enabled) {
+    // Everything that needed a capability is done. (A root pinfold with
+    // --sandbox off keeps them for debugging; a file-capability one never.)
+    if (options.sandbox.enabled || ::geteuid() != 0) {
         if (auto r = drop_own_capabilities(); !r)
             return fail_run(r.error());
     }
