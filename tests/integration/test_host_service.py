@@ -84,6 +84,21 @@ class HostService(pftest.PinfoldTestCase):
                                  f"http://127.0.0.1:{self.port}/notes"], capture_output=True, text=True, timeout=10)
         self.assertEqual(direct.stdout, "401")
 
+    def test_service_name_resolves_in_the_sandbox(self):
+        # No --resolve, no /etc/hosts: the sandbox's resolver answers the
+        # service's name with 127.0.0.1 (--service feeds the proxy's --host
+        # table, which the DNS side answers from), for curl and for Python.
+        url = f"http://notes:{self.port}/notes"
+        r = self.run_sh(f"curl -sS --max-time 10 -o - -w '\\n%{{http_code}}\\n' '{url}'; "
+                        f"{pftest.SANDBOX_PYTHON} -c \"import urllib.request as u; "
+                        f"r = u.urlopen('{url}', timeout=10); print(r.status, r.read().decode().strip())\"")
+        out = [line for line in r.stdout.split("\n") if line]
+        self.assertEqual(out, ['{"notes": []}', "200", '200 {"notes": []}'], r.stdout + r.stderr)
+        answered = [a for a in r.audit_where(event="dns", host="notes") if a["method"] == "A"]
+        self.assertTrue(answered and all("answered from --host: 1" in a["reason"] for a in answered), r.audit)
+        self.assertEqual(len(r.audit_where(event="http", verdict="allow", rule="notes")), 2, r.audit)
+        self.assertNotIn(read(self.token_file).strip(), r.stdout + r.stderr + json.dumps(r.audit))
+
     def test_token_is_fresh_per_run(self):
         self.run_sh("true")
         first = read(self.token_file)
