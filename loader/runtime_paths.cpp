@@ -308,6 +308,13 @@ Result<RuntimeLocations> resolve_runtime_locations(const RuntimePathOptions& opt
     // What the sandbox never sees: the locks and pins (a link pin can
     // detach its link; for a non-root pinfold the sandbox has the same uid).
     where.hidden = {where.run.lock_dir, where.run.pin_parent};
+    // A root pinfold runs the command as the workspace's owner: that user's
+    // /run/user/<uid> (session bus, agents, a podman API socket that would
+    // start containers outside the sandbox's cgroup) must be out of reach.
+    // (A non-root pinfold replaces its own XDG_RUNTIME_DIR instead; other
+    // users' are 0700.)
+    if (where.privileged && lstat_facts("/run/user").is_dir)
+        where.hidden.push_back("/run/user");
     return where;
 }
 

@@ -154,6 +154,47 @@ class Escape(pftest.PinfoldTestCase):
         self.assertEqual(len(r.audit_where(event="http", verdict="deny")), 1, r.audit)
         self.assertEqual(self.up.requests, [])
 
+    def test_workspace_owners_session_sockets_are_out_of_reach(self):
+        """A root pinfold runs the command as the workspace's owner on the
+        host: that user's /run/user/<uid> (session bus, ssh/gpg agents, a
+        podman API socket that would start containers outside the sandbox's
+        cgroup, unpoliced) is hidden, so its sockets cannot be dialled."""
+        import socket
+        made = [d for d in ("/run/user", f"/run/user/{WS_UID}") if not os.path.exists(d)]
+        for d in made:
+            os.mkdir(d, 0o755 if d == "/run/user" else 0o700)
+        os.chown(f"/run/user/{WS_UID}", WS_UID, WS_UID)
+        path = f"/run/user/{WS_UID}/pinfold-test-agent.sock"
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            server.bind(path)
+            os.chown(path, WS_UID, WS_UID)
+            server.listen(4)
+            r = self.py(f"""
+                import socket
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.connect({path!r})
+                    print("CONNECTED")
+                except OSError as e:
+                    print(errno.errorcode[e.errno])
+                try:
+                    print(sorted(os.listdir("/run/user")))
+                except OSError as e:
+                    print(errno.errorcode[e.errno])
+            """)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            lines = r.stdout.split("\n")
+            self.assertNotEqual(lines[0], "CONNECTED")
+            self.assertIn(lines[0], ("ENOENT", "EACCES"))
+            self.assertIn(lines[1], ("[]", "EACCES"))
+        finally:
+            server.close()
+            if os.path.exists(path):
+                os.unlink(path)
+            for d in reversed(made):
+                os.rmdir(d)
+
     def test_proxy_memory_and_run_state_are_unreachable(self):
         # The run CA's key exists only in the proxy's memory: find the proxy's
         # host pid and try its /proc entry from inside.
