@@ -116,6 +116,16 @@ po::options_description run_description(RunOptions& o)
          "matched against /proc/<pid>/exe when the proxy accepts (a process that connects and then execs "
          "is not caught), and every decision is audited as degraded (docs/identity.md)");
     add_sandbox_options(desc, o.sandbox);
+    desc.add_options()
+        ("runtime-dir", po::value(&o.locations.runtime_dir),
+         "DIR for run locks, 0700 (default: /run/pinfold as root, $XDG_RUNTIME_DIR/pinfold otherwise; "
+         "env PINFOLD_RUNTIME_DIR)")
+        ("bpffs-dir", po::value(&o.locations.bpffs_dir),
+         "bpffs DIR for link pins, 0700 (default: /sys/fs/bpf/pinfold as root, /run/pinfold-bpf/UID otherwise; "
+         "env PINFOLD_BPFFS_DIR)")
+        ("cgroup-parent", po::value(&o.locations.cgroup_parent),
+         "cgroup2 directory the runs' cgroups go below (default: <cgroup2>/pinfold as root, <the delegated cgroup "
+         "pinfold sits in>/pinfold otherwise; env PINFOLD_CGROUP_PARENT)");
     return desc;
 }
 
