@@ -98,7 +98,7 @@ features_lacking() {
     local v=$((major * 1000 + minor))
     ((v < 6007)) && lacks+=(connect_unix landlock_net)
     ((v < 6009)) && lacks+=(bpf_token)
-    ((v < 6012)) && lacks+=(landlock_scope)
+    ((v < 6012)) && lacks+=(landlock_scope narrow_spill_fix)
     local IFS=,
     echo "${lacks[*]}"
 }

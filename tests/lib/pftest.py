@@ -33,6 +33,12 @@ SANDBOX_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) el
 # and every test runs: a missing feature then fails, never skips.
 KERNEL_FEATURES = {
     "connect_unix": "6.7",    # cgroup connect_unix/sendmsg_unix hooks
+    # Verifier fix "bpf: Fix narrow scalar spill onto 64-bit spilled scalar
+    # slots" (b0e66977dc07, 6.13; 6.12.5 stable; not in Debian's 6.1.0-56):
+    # before it a loader without CAP_PERFMON is refused any narrow stack
+    # write into a slot holding a spilled scalar, which clang emits all over
+    # pinfold's programs ("attempt to corrupt spilled pointer on stack").
+    "narrow_spill_fix": "6.12.5",
     "landlock_net": "6.7",    # Landlock TCP bind/connect rules (ABI 4)
     "bpf_token": "6.9",       # BPF token from a delegated bpffs
     "landlock_scope": "6.12", # Landlock abstract-unix/signal scoping (ABI 6)
