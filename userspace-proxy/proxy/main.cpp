@@ -5,6 +5,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
@@ -194,6 +195,14 @@ int serve(const proxy::ProxyOptions& options)
     AuditLog audit(options.audit_fd);
     proxy::ProxyServer server(origins, resolver, audit);
     server.set_credentials(std::move(credentials));
+    // Only an allow rule for https:// can lead to an intercepted session,
+    // the one use of the upstream roots; without one they are not parsed at
+    // all, and upstream TLS gets no context: were it ever attempted, it
+    // would fail (502), never trust.
+    const auto& rules = compiled->policy().rules;
+    bool upstream_tls_possible = std::any_of(rules.begin(), rules.end(), [](const policy::Rule& r) {
+        return r.action == policy::Action::allow && r.endpoint.scheme == "https";
+    });
     server.set_policy(options.sandbox_id,
                       std::make_shared<const policy::CompiledPolicy>(std::move(*compiled)));
     auto port = server.listen_loopback();
@@ -213,12 +222,16 @@ int serve(const proxy::ProxyOptions& options)
     // 30-70 ms here) was the slowest step of start-up: it now overlaps the
     // sandbox's set-up. Nothing is served before run(); the first
     // connections wait in the listen backlog, none is refused.
-    auto upstream_ctx = tls::make_upstream_context(upstream_roots);
-    if (!upstream_ctx) {
-        spdlog::error("{}", upstream_ctx.error().what());
-        return 1;
+    tls::SslCtxPtr upstream_ctx;
+    if (upstream_tls_possible) {
+        auto made = tls::make_upstream_context(upstream_roots);
+        if (!made) {
+            spdlog::error("{}", made.error().what());
+            return 1;
+        }
+        upstream_ctx = std::move(*made);
     }
-    server.enable_tls(*ca, upstream_ctx->get());
+    server.enable_tls(*ca, upstream_ctx.get());
     if (auto r = server.run(stop_fd, options.stop_fd); !r) {
         spdlog::error("{}", r.error().what());
         return 1;
