@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <cstring>
 
+#include <fmt/format.h>
+
 namespace pinfold {
 
 bool is_ipv4_mapped(const MappedAddress& a) noexcept
@@ -23,8 +25,10 @@ std::string address_text(const MappedAddress& a)
 
 std::string endpoint_text(const MappedAddress& a, std::uint16_t port)
 {
+    // Every audit record carries one: inet_ntop's sprintf was a tenth of
+    // the proxy's user-space time per keep-alive request.
     if (is_ipv4_mapped(a))
-        return address_text(a) + ":" + std::to_string(port);
+        return fmt::format("{}.{}.{}.{}:{}", a[12], a[13], a[14], a[15], port);
     return "[" + address_text(a) + "]:" + std::to_string(port);
 }
 

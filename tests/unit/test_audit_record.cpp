@@ -228,3 +228,11 @@ TEST_CASE("a batch to a pipe never splits a line across writes")
     }
     CHECK(count == 40);
 }
+
+TEST_CASE("IPv4 endpoints print every octet and port in decimal")
+{
+    MappedAddress a{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 255, 0, 10, 200};
+    CHECK(endpoint_text(a, 65535) == "255.0.10.200:65535");
+    MappedAddress z{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0};
+    CHECK(endpoint_text(z, 0) == "0.0.0.0:0");
+}
