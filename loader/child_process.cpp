@@ -6,6 +6,7 @@
 #include <linux/close_range.h>
 #include <linux/sched.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -13,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "namespaces.hpp"
@@ -70,6 +72,37 @@ bool drop_all_privileges()
     return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
 }
 
+int write_proc_self(const char* name, const char* text)
+{
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/%s", name);
+    int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    ssize_t len = static_cast<ssize_t>(std::strlen(text));
+    int err = ::write(fd, text, static_cast<std::size_t>(len)) == len ? 0 : errno;
+    ::close(fd);
+    return err;
+}
+
+// Returns 0 or an errno. Dumpable first: a file-capability pinfold's child
+// is not, and its /proc/self/*_map would then be root's.
+int enter_own_user_namespace()
+{
+    uid_t uid = ::geteuid();
+    gid_t gid = ::getegid();
+    char line[64];
+    if (::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0 || ::unshare(CLONE_NEWUSER) != 0)
+        return errno;
+    std::snprintf(line, sizeof line, "%u %u 1\n", uid, uid);
+    if (int err = write_proc_self("uid_map", line))
+        return err;
+    if (int err = write_proc_self("setgroups", "deny"))
+        return err;
+    std::snprintf(line, sizeof line, "%u %u 1\n", gid, gid);
+    return write_proc_self("gid_map", line);
+}
+
 [[noreturn]] void run_child(const SpawnSpec& spec, char* const* argv, pid_t parent, int report_fd)
 {
     // Die with pinfold: an orphaned proxy or command must not live on.
@@ -95,6 +128,10 @@ bool drop_all_privileges()
         child_fail(report_fd, errno ? errno : EPERM);
     if (spec.strip_capabilities && !strip_capabilities())
         child_fail(report_fd, errno ? errno : EPERM);
+    if (spec.own_user_namespace) {
+        if (int err = enter_own_user_namespace())
+            child_fail(report_fd, err);
+    }
     ::execvp(argv[0], argv);
     child_fail(report_fd, errno);
 }

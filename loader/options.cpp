@@ -114,7 +114,12 @@ po::options_description run_description(RunOptions& o)
         ("allow-degraded-identity", po::bool_switch(&o.allow_degraded_identity),
          "start a policy with binaries: without CAP_PERFMON instead of refusing: those rules are then "
          "matched against /proc/<pid>/exe when the proxy accepts (a process that connects and then execs "
-         "is not caught), and every decision is audited as degraded (docs/identity.md)");
+         "is not caught), and every decision is audited as degraded (docs/identity.md)")
+        ("allow-private-netns", po::bool_switch(&o.allow_private_netns),
+         "let connects and datagrams made in a network namespace the command created (a rootless container's, "
+         "unshare -n) pass untouched instead of refusing them; they can only reach that namespace, whose exits "
+         "(slirp4netns, pasta) run in the sandbox and are policed. Not with --sandbox off "
+         "(docs/security.md)");
     add_sandbox_options(desc, o.sandbox);
     desc.add_options()
         ("runtime-dir", po::value(&o.locations.runtime_dir),

@@ -29,6 +29,7 @@
 #include "exe_lookup_service.hpp"
 #include "limits.hpp"
 #include "privileges.hpp"
+#include "private_netns.hpp"
 #include "sandbox_spec.hpp"
 #include "seccomp_filter.hpp"
 #include "pinfold/address.hpp"
@@ -522,6 +523,10 @@ int run_sandbox_checked(const RunOptions& options)
         log()->error("{}", r.error().what());
         return exit_internal;
     }
+    if (auto r = check_private_netns_mode(options.allow_private_netns, options.sandbox.enabled, container->has_value()); !r) {
+        log()->error("{}", r.error().what());
+        return exit_internal;
+    }
     const RunPaths& paths = locations->run;
     const std::string cgroup_prefix =
         locations->cgroup_parent_relative.empty() ? "" : locations->cgroup_parent_relative + "/";
@@ -764,6 +769,16 @@ int run_sandbox_checked(const RunOptions& options)
     config.netns_cookie = *netns;
     config.proxy_port = *port;
     config.dns_port = dns_port;
+    if (options.allow_private_netns) {
+        config.flags |= PF_SANDBOX_PRIVATE_NETNS;
+        AuditRecord r;
+        r.event = "private-netns";
+        r.verdict = "info";
+        r.sandbox = sandbox_id_of(run);
+        r.reason = private_netns_notice;
+        audit.write(r);
+        log()->warn("{}", private_netns_notice);
+    }
     if (auto r = run.programs->configure_sandbox(sandbox_id_of(run), config); !r)
         return fail_run(r.error());
     log()->info("sandbox {} steered to proxy port {}", sandbox_id_of(run), *port);
@@ -779,6 +794,8 @@ int run_sandbox_checked(const RunOptions& options)
         if (auto r = enter_container_mode(); !r)
             return fail_run(r.error());
     }
+    command_spec.own_user_namespace =
+        private_netns_needs_own_userns(options.allow_private_netns, options.sandbox.enabled, run.container.has_value());
     if (sandbox_plan) {
         command_spec.sandbox = &*sandbox_plan;
         command_spec.before_start = [&run](pid_t pid) {

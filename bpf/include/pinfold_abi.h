@@ -30,6 +30,16 @@ struct pf_sandbox_config {
 	__u16 _pad0;
 };
 
+/* pf_sandbox_config.flags */
+enum pf_sandbox_flag {
+	/*
+	 * Connects and datagrams made in a network namespace other than
+	 * netns_cookie pass untouched instead of being refused (opt-in,
+	 * --allow-private-netns; docs/security.md says why that is sound).
+	 */
+	PF_SANDBOX_PRIVATE_NETNS = 1,
+};
+
 /* Original destination and identity of one steered TCP connection. */
 struct pf_origin {
 	__u8 orig_addr[PF_ADDR_LEN];	/* dialled address, IPv4 mapped */

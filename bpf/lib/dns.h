@@ -2,7 +2,8 @@
 /*
  * Where a sandbox's connect() goes: the HTTP proxy, pinfold's resolver
  * (anything to port 53, TCP or UDP, whatever resolver address was dialled),
- * straight through (a loopback server the same sandbox bound: lib/local.h),
+ * straight through (a loopback server the same sandbox bound: lib/local.h,
+ * or, when opted in, anything dialled inside a private network namespace),
  * or nowhere. Plain values in, so it can be test-run.
  */
 #ifndef PF_DNS_H
@@ -37,6 +38,9 @@ pf_connect_route(const struct pf_sandbox_config *cfg, __u64 netns_cookie,
 		 __u32 type, __u32 protocol, __u16 orig_port, int own_local,
 		 __u32 *reason)
 {
+	*reason = 0;
+	if (pf_private_netns_passes(cfg, netns_cookie))
+		return PF_ROUTE_DIRECT;
 	*reason = pf_connect_verdict(cfg, netns_cookie, type, protocol);
 	if (cfg && *reason == PF_DENY_NOT_TCP && pf_is_udp(type, protocol) &&
 	    (own_local || (orig_port == PF_DNS_PORT && cfg->dns_port)))
@@ -63,6 +67,8 @@ pf_sendmsg_route(const struct pf_sandbox_config *cfg, __u64 netns_cookie,
 		 __u16 orig_port, int own_local, __u32 *reason)
 {
 	*reason = 0;
+	if (pf_private_netns_passes(cfg, netns_cookie))
+		return PF_ROUTE_DIRECT;
 	if (!cfg || cfg->proxy_port == 0)
 		*reason = PF_DENY_NO_SANDBOX;
 	else if (netns_cookie != cfg->netns_cookie)

@@ -63,6 +63,21 @@ pf_connect_verdict(const struct pf_sandbox_config *cfg, __u64 netns_cookie,
 	return 0;
 }
 
+/*
+ * Opt-in: a namespace the sandbox made itself (a rootless container's)
+ * only reaches its own interfaces; its exits are host-namespace processes
+ * of the sandbox (slirp4netns, pasta), which are policed like any other.
+ * Sound only while nothing in the sandbox can give such a namespace a way
+ * out of its own (docs/security.md), which the loader checks.
+ */
+static __always_inline int
+pf_private_netns_passes(const struct pf_sandbox_config *cfg, __u64 netns_cookie)
+{
+	return cfg && cfg->proxy_port != 0 &&
+	       netns_cookie != cfg->netns_cookie &&
+	       (cfg->flags & PF_SANDBOX_PRIVATE_NETNS);
+}
+
 static __always_inline void pf_addr_from_ip4(__u8 out[PF_ADDR_LEN], __u32 ip4_be)
 {
 	__builtin_memset(out, 0, 10);

@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 #include "pinfold_abi.h"
 #include "lib/steer.h"
+#include "lib/dns.h"
 #include "lib/identity.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -32,6 +33,25 @@ int test_connect_verdict(struct steer_case *c)
 {
 	c->verdict = pf_connect_verdict(c->has_config ? &c->config : 0,
 					c->netns_cookie, c->type, c->protocol);
+	return 0;
+}
+
+/* Routes: verdict = enum pf_route, mapped = reason; ip6[0] = port, ip6[1] = own_local. */
+SEC("syscall")
+int test_connect_route(struct steer_case *c)
+{
+	c->verdict = pf_connect_route(c->has_config ? &c->config : 0,
+				      c->netns_cookie, c->type, c->protocol,
+				      (__u16)c->ip6[0], c->ip6[1], &c->mapped);
+	return 0;
+}
+
+SEC("syscall")
+int test_sendmsg_route(struct steer_case *c)
+{
+	c->verdict = pf_sendmsg_route(c->has_config ? &c->config : 0,
+				      c->netns_cookie, (__u16)c->ip6[0],
+				      c->ip6[1], &c->mapped);
 	return 0;
 }
 

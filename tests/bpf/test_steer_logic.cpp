@@ -88,6 +88,60 @@ TEST_CASE("connect verdicts")
     CHECK(run(skel->progs.test_connect_verdict, mptcp).verdict == PF_DENY_NOT_TCP);
 }
 
+TEST_CASE("private network namespaces pass only when opted in")
+{
+    enum { deny = 0, proxy = 1, dns = 2, direct = 3 }; // enum pf_route (lib/dns.h)
+    auto skel = load();
+    SteerCase c;
+    c.config.netns_cookie = 42;
+    c.config.proxy_port = 3128;
+    c.config.dns_port = 5353;
+    c.netns_cookie = 43;
+    c.type = SOCK_STREAM;
+    c.protocol = IPPROTO_TCP;
+    c.has_config = 1;
+    c.ip6[0] = 443;
+    SteerCase out = run(skel->progs.test_connect_route, c);
+    CHECK(out.verdict == deny);
+    CHECK(out.mapped == PF_DENY_FOREIGN_NETNS);
+    out = run(skel->progs.test_sendmsg_route, c);
+    CHECK(out.verdict == deny);
+    CHECK(out.mapped == PF_DENY_FOREIGN_NETNS);
+
+    SteerCase opted = c;
+    opted.config.flags = PF_SANDBOX_PRIVATE_NETNS;
+    out = run(skel->progs.test_connect_route, opted);
+    CHECK(out.verdict == direct);
+    CHECK(out.mapped == 0);
+    SteerCase udp = opted;
+    udp.type = SOCK_DGRAM;
+    udp.protocol = IPPROTO_UDP;
+    udp.ip6[0] = 9999;
+    CHECK(run(skel->progs.test_connect_route, udp).verdict == direct);
+    CHECK(run(skel->progs.test_sendmsg_route, udp).verdict == direct);
+
+    // The host's namespace is steered as ever, flag or not.
+    SteerCase host = opted;
+    host.netns_cookie = 42;
+    CHECK(run(skel->progs.test_connect_route, host).verdict == proxy);
+    SteerCase host_udp = udp;
+    host_udp.netns_cookie = 42;
+    out = run(skel->progs.test_sendmsg_route, host_udp);
+    CHECK(out.verdict == deny);
+    CHECK(out.mapped == PF_DENY_UDP);
+    host_udp.ip6[0] = 53;
+    CHECK(run(skel->progs.test_sendmsg_route, host_udp).verdict == dns);
+
+    // A sandbox being torn down (no proxy) passes nothing.
+    SteerCase gone = opted;
+    gone.config.proxy_port = 0;
+    out = run(skel->progs.test_connect_route, gone);
+    CHECK(out.verdict == deny);
+    CHECK(out.mapped == PF_DENY_NO_SANDBOX);
+    gone.has_config = 0;
+    CHECK(run(skel->progs.test_sendmsg_route, gone).verdict == deny);
+}
+
 TEST_CASE("socket kinds")
 {
     auto skel = load();
