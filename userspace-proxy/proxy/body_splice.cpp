@@ -54,10 +54,14 @@ void BodySplice::start(std::uint64_t length) noexcept
 BodySplice::Step BodySplice::pump(int from, int to) noexcept
 {
     Step s;
+    // A side that said EAGAIN is not asked again in this pump: level-
+    // triggered epoll says when it is ready, and each retry is a syscall.
+    bool source_blocked = false;
+    bool destination_blocked = false;
     // Bounded so one large body cannot starve the other connections.
     for (int i = 0; i < 16; ++i) {
         bool moved = false;
-        if (!source_eof_ && left_to_read_ > 0 && queued_ < capacity_) {
+        if (!source_blocked && !source_eof_ && left_to_read_ > 0 && queued_ < capacity_) {
             std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(left_to_read_, capacity_ - queued_));
             ssize_t n = ::splice(from, nullptr, pipe_write_, nullptr, want, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
             if (n > 0) {
@@ -66,18 +70,22 @@ BodySplice::Step BodySplice::pump(int from, int to) noexcept
                 moved = true;
             } else if (n == 0) {
                 source_eof_ = true;
-            } else if (errno != EAGAIN && errno != EINTR) {
+            } else if (errno == EAGAIN) {
+                source_blocked = true;
+            } else if (errno != EINTR) {
                 s.error = errno;
                 return s;
             }
         }
-        if (queued_ > 0) {
+        if (!destination_blocked && queued_ > 0) {
             ssize_t n = ::splice(pipe_read_, nullptr, to, nullptr, queued_, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
             if (n > 0) {
                 queued_ -= static_cast<std::size_t>(n);
                 delivered_ += static_cast<std::uint64_t>(n);
                 moved = true;
-            } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            } else if (n < 0 && errno == EAGAIN) {
+                destination_blocked = true;
+            } else if (n < 0 && errno != EINTR) {
                 s.error = errno;
                 return s;
             }
