@@ -2,9 +2,11 @@
 """Container mode in a real rootful Podman container: pinfold's image, run as
 root with only CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (`--cap-drop all`), the
 shipped seccomp profile, a private cgroup namespace, no --privileged. The
-job's traffic is steered, the proxy's is not, and the job's attempts to
-forge or borrow the proxy's exemption fail (the red-team job of
-tests/redteam/test_container_exemption.py, run inside the container).
+job's traffic is steered, the proxy's is not, the job's attempts to forge or
+borrow the proxy's exemption fail (the red-team job of
+tests/redteam/test_container_exemption.py, run inside the container), and a
+mark that leaked anyway admits one connect (its helper, run on the host in
+the container's cgroup).
 
 What differs from a CI runner here, and why:
 - This host is hybrid (cgroup2 at /sys/fs/cgroup/unified, no v2 controllers):
@@ -24,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -89,7 +92,7 @@ class ContainerMode(unittest.TestCase):
             f.write(f"name: container\nrules:\n  - name: read\n"
                     f"    endpoint: http://127.0.0.1:{self.up.port}/items/*\n    methods: [GET]\n")
 
-    def pinfold_in_container(self, command, seccomp=PROFILE, caps=CAPS):
+    def podman_argv(self, command, seccomp=PROFILE, caps=CAPS):
         security = ["--security-opt", f"seccomp={seccomp}"] if seccomp else []
         argv = ["podman", "--hooks-dir", self.hooks, "run", "--rm", *image.podman_flags(),
                 "--cgroupns", "private", "--network", "host", "--user", "0", *caps, *security,
@@ -99,7 +102,10 @@ class ContainerMode(unittest.TestCase):
                 "--entrypoint", "pinfold", CLIENT_IMAGE,
                 "run", "--sandbox", "off", "--policy", "/out/policy.yaml", "--audit", "/out/audit.jsonl",
                 "--", *command]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+        return argv
+
+    def pinfold_in_container(self, command, **kw):
+        proc = subprocess.run(self.podman_argv(command, **kw), capture_output=True, text=True, timeout=180)
         return pftest.Result(proc, os.path.join(self.tmp, "audit.jsonl"))
 
     def test_the_job_is_steered_and_the_proxy_reaches_upstream(self):
@@ -133,6 +139,73 @@ class ContainerMode(unittest.TestCase):
         self.assertIn("403", out["response"])
         self.assertEqual(len(r.audit_where(event="http", verdict="deny", path="/forged")), 1, r.audit)
         self.assertEqual(self.up.requests, [])
+
+    def test_a_leaked_mark_admits_one_connect_and_reply_marks_none(self):
+        # The red-team helper, run on the host as root in the container's
+        # cgroup with the proxy's map fd, plays a socket that leaked anyway.
+        wait = ("import os, time\n"
+                "for _ in range(1200):\n"
+                "    if os.path.exists('/out/go'):\n"
+                "        break\n"
+                "    time.sleep(0.05)\n")
+        run = subprocess.Popen(self.podman_argv(["python3", "-c", wait]), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        try:
+            proxy = self.wait_for_container_proxy(run)
+            with open(f"/proc/{proxy}/cgroup") as f:
+                own = [line[3:].strip() for line in f if line.startswith("0::")][0]
+            procs = os.path.join(pftest.cgroup2_root(), own.lstrip("/"), "cgroup.procs")
+            helper = subprocess.run(
+                [sys.executable, "-c", redteam.HELPER.format(lib=LIB, procs=procs, proxy=proxy, port=self.up.port)],
+                capture_output=True, text=True, timeout=60)
+        finally:
+            open(os.path.join(self.tmp, "go"), "w").close()
+            stdout, stderr = run.communicate(timeout=180)
+        self.assertEqual(helper.returncode, 0, helper.stderr)
+        self.assertEqual(run.returncode, 0, stderr)
+        out = json.loads(helper.stdout.splitlines()[-1])
+        result = pftest.Result(run, os.path.join(self.tmp, "audit.jsonl"))
+        self.assertIsNone(out["mark"])
+        self.assertIn("200", out["first"])
+        self.assertIsNone(out["disconnect"])
+        self.assertIn("403", out["second"])
+        self.assertIn("403", out["reply_mark_connect"])
+        self.assertEqual(out["reply_mark_offhost"], "PermissionError")
+        self.assertEqual([q["path"] for q in self.up.requests], ["/first"])
+        self.assertEqual(sorted(a["path"] for a in result.audit_where(event="http", verdict="deny")),
+                         ["/reply-mark", "/second"], result.audit)
+        self.assertEqual(len(result.audit_where(event="sendmsg", verdict="deny")), 1, result.audit)
+
+    def wait_for_container_proxy(self, run):
+        """The host pid of the container's pinfold-proxy, once the job (a
+        python3 sibling) runs; bounded."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if run.poll() is not None:
+                raise AssertionError(f"the container exited early: {run.stderr.read()}")
+            procs = {}
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        stat = f.read()
+                    with open(f"/proc/{entry}/cmdline", "rb") as f:
+                        cmdline = f.read()
+                except OSError:
+                    continue
+                comm = stat[stat.index("(") + 1:stat.rindex(")")]
+                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+                procs[int(entry)] = (comm, ppid, cmdline)
+            for pid, (comm, ppid, _) in procs.items():
+                parent = procs.get(ppid)
+                # Our run: pinfold's argv holds the job's wait script.
+                if comm != "pinfold-proxy" or not parent or b"/out/go" not in parent[2]:
+                    continue
+                if any(c == "python3" and p == ppid for c, p, _ in procs.values()):
+                    return pid
+            time.sleep(0.05)
+        raise AssertionError("the container's proxy and job did not start")
 
     def test_without_the_shipped_seccomp_profile_pinfold_says_why(self):
         # The engine's default profile allows bpf() only with CAP_SYS_ADMIN.
