@@ -188,8 +188,8 @@ std::vector<std::string> container_mode_limitations(bool limits_requested, bool 
         "cgroup; every process of the container except pinfold's proxy and resolver is policed",
         "per-run memory, pids and cpu limits are unavailable (no child cgroup can be created): the "
         "container's own limits apply",
-        "the links are not pinned (no writable bpffs): enforcement ends with pinfold, whose direct "
-        "children die with it",
+        "the programs are attached without links (no writable bpffs to pin them): if pinfold is killed "
+        "they stay, and the container keeps no network until it ends",
     };
     if (limits_requested)
         out.push_back("the requested limits were not applied");

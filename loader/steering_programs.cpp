@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -172,11 +173,24 @@ SteeringPrograms::~SteeringPrograms()
 
 Result<void> SteeringPrograms::attach(::bpf_program* prog, int cgroup_fd, const std::string& pin_path)
 {
+    if (pin_path.empty()) {
+        // Container mode (no writable bpffs): see attachments_.
+        int owned = ::fcntl(cgroup_fd, F_DUPFD_CLOEXEC, 0);
+        if (owned < 0)
+            return fail_errno("duplicate the cgroup fd");
+        auto type = bpf_program__expected_attach_type(prog);
+        if (bpf_prog_attach(bpf_program__fd(prog), owned, type, BPF_F_ALLOW_MULTI) != 0) {
+            int err = errno;
+            ::close(owned);
+            return fail(std::string("attach ") + bpf_program__name(prog) + " to cgroup", err);
+        }
+        attachments_.push_back({bpf_program__fd(prog), owned, static_cast<int>(type)});
+        return {};
+    }
     bpf_link* link = bpf_program__attach_cgroup(prog, cgroup_fd);
     if (!link)
         return fail_errno(std::string("attach ") + bpf_program__name(prog) + " to cgroup");
-    // No pin path: container mode, without a writable bpffs.
-    if (int err = pin_path.empty() ? 0 : bpf_link__pin(link, pin_path.c_str()); err != 0) {
+    if (int err = bpf_link__pin(link, pin_path.c_str()); err != 0) {
         bpf_link__destroy(link);
         return fail("pin link " + pin_path, -err);
     }
@@ -205,6 +219,18 @@ Result<void> SteeringPrograms::attach_sandbox(int cgroup_fd, const std::string& 
         {skel_->progs.pf_skb_egress, "skb_egress"},
         {skel_->progs.pf_skb_ingress, "skb_ingress"},
     };
+    if (pin_dir.empty()) {
+        // A pinfold killed in this container left its programs attached
+        // (attachments_); ours would run after them and see only their
+        // rewritten destination.
+        __u32 count = 0;
+        if (bpf_prog_query(cgroup_fd, BPF_CGROUP_INET4_CONNECT, 0, nullptr, nullptr, &count) != 0)
+            return fail_errno("query the programs attached to the container's cgroup");
+        if (count != 0)
+            return fail("container mode: connect programs are already attached to this container's cgroup (a "
+                        "pinfold that was killed here keeps the container's network closed, or another tool "
+                        "steers it); start a new container", EEXIST);
+    }
     for (const auto& hook : hooks) {
         if (auto r = attach(hook.prog, cgroup_fd, pin_dir.empty() ? "" : pin_dir + "/sandbox_" + hook.name); !r)
             return r;
@@ -266,6 +292,13 @@ void SteeringPrograms::detach_all() noexcept
         bpf_link__destroy(link);
     }
     links_.clear();
+    for (const auto& a : attachments_) {
+        if (bpf_prog_detach2(a.prog_fd, a.cgroup_fd, static_cast<bpf_attach_type>(a.type)) != 0)
+            log()->warn("could not detach a program from the container's cgroup: {} (the container keeps no "
+                        "network)", std::strerror(errno));
+        ::close(a.cgroup_fd);
+    }
+    attachments_.clear();
 }
 
 void remove_pin_dir(const std::string& pin_dir) noexcept

@@ -59,7 +59,8 @@ public:
     [[nodiscard]] int events_fd() const noexcept;
     void drain_events() noexcept;
 
-    // Detaches: unpins and destroys every link. Also run by the destructor.
+    // Detaches: unpins and destroys every link, detaches every link-less
+    // attachment. Also run by the destructor.
     void detach_all() noexcept;
 
 private:
@@ -74,6 +75,18 @@ private:
     ::bpf_program* connect4_ = nullptr;   // the variant that was loaded
     ::bpf_program* connect6_ = nullptr;
     std::vector<std::pair<bpf_link*, std::string>> links_;
+    // Container mode has no bpffs to pin links in. A link dies with the fd
+    // of the process that made it, and the job (same uid) can kill that
+    // process; an attachment without a link stays until it is detached with
+    // CAP_NET_ADMIN, which the job lacks. So a killed pinfold leaves the
+    // container steered into a proxy that is gone: no network, not free
+    // network.
+    struct Attachment {
+        int prog_fd;
+        int cgroup_fd;   // a dup, owned
+        int type;       // enum bpf_attach_type (kept out of this header)
+    };
+    std::vector<Attachment> attachments_;
     ring_buffer* events_ = nullptr;
     EventHandler handler_;
 };

@@ -60,7 +60,7 @@ class ContainerMode(pftest.PinfoldTestCase):
         reasons = [a["reason"] for a in r.audit_where(event="container-mode")]
         self.assertTrue(any("read-only" in x for x in reasons), reasons)
         self.assertTrue(any("limits are unavailable" in x for x in reasons), reasons)
-        self.assertTrue(any("not pinned" in x for x in reasons), reasons)
+        self.assertTrue(any("without links" in x for x in reasons), reasons)
         self.assertTrue(any("--sandbox off" in x for x in reasons), reasons)
         self.assertIn("container mode", r.stderr)
         # Nothing was created in the read-only tree, nothing pinned.
