@@ -6,7 +6,6 @@
 #include <linux/close_range.h>
 #include <linux/sched.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -14,7 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstring>
 
 #include "namespaces.hpp"
@@ -72,35 +70,29 @@ bool drop_all_privileges()
     return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
 }
 
-int write_proc_self(const char* name, const char* text)
+// Landlock refuses every ptrace access check (opening /proc/PID/ns/*,
+// setns through a pidfd) from inside a domain to a process outside it.
+// The domain handles no file access (one that did would also refuse
+// mount(2), which rootless Podman needs), only the signal scope: no signals
+// to processes outside the run either. Returns 0 or an errno.
+int enter_landlock_domain()
 {
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/self/%s", name);
-    int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+    // struct landlock_ruleset_attr of ABI 6; older headers lack `scoped`.
+    struct {
+        __u64 handled_access_fs;
+        __u64 handled_access_net;
+        __u64 scoped;
+    } attr{};
+    constexpr __u64 scope_signal = 1ULL << 1;   // LANDLOCK_SCOPE_SIGNAL
+    attr.scoped = scope_signal;
+    int fd = static_cast<int>(::syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0));
     if (fd < 0)
         return errno;
-    ssize_t len = static_cast<ssize_t>(std::strlen(text));
-    int err = ::write(fd, text, static_cast<std::size_t>(len)) == len ? 0 : errno;
+    int err = ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::syscall(SYS_landlock_restrict_self, fd, 0) == 0
+                  ? 0
+                  : errno;
     ::close(fd);
     return err;
-}
-
-// Returns 0 or an errno. Dumpable first: a file-capability pinfold's child
-// is not, and its /proc/self/*_map would then be root's.
-int enter_own_user_namespace()
-{
-    uid_t uid = ::geteuid();
-    gid_t gid = ::getegid();
-    char line[64];
-    if (::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0 || ::unshare(CLONE_NEWUSER) != 0)
-        return errno;
-    std::snprintf(line, sizeof line, "%u %u 1\n", uid, uid);
-    if (int err = write_proc_self("uid_map", line))
-        return err;
-    if (int err = write_proc_self("setgroups", "deny"))
-        return err;
-    std::snprintf(line, sizeof line, "%u %u 1\n", gid, gid);
-    return write_proc_self("gid_map", line);
 }
 
 [[noreturn]] void run_child(const SpawnSpec& spec, char* const* argv, pid_t parent, int report_fd)
@@ -128,8 +120,8 @@ int enter_own_user_namespace()
         child_fail(report_fd, errno ? errno : EPERM);
     if (spec.strip_capabilities && !strip_capabilities())
         child_fail(report_fd, errno ? errno : EPERM);
-    if (spec.own_user_namespace) {
-        if (int err = enter_own_user_namespace())
+    if (spec.ptrace_confined) {
+        if (int err = enter_landlock_domain())
             child_fail(report_fd, err);
     }
     ::execvp(argv[0], argv);

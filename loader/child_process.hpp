@@ -23,9 +23,10 @@ struct SpawnSpec {
     // capabilities and no_new_privs, so no setuid binary or root exec
     // brings CAP_BPF back.
     bool strip_capabilities = false;
-    // --sandbox off with --allow-private-netns (private_netns.hpp): a user
-    // namespace of its own, uid and gid mapped to themselves.
-    bool own_user_namespace = false;
+    // --sandbox off with --allow-private-netns (private_netns.hpp): a
+    // Landlock domain of its own (and no_new_privs), so that it cannot open
+    // the namespaces of any process outside the run.
+    bool ptrace_confined = false;
     bool stdin_null = false;
     // Set: the child gets the namespace sandbox of this plan (see
     // namespaces.hpp) and does not start before `before_start` (given its

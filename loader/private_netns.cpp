@@ -1,5 +1,7 @@
 #include "private_netns.hpp"
 
+#include <linux/landlock.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -44,15 +46,23 @@ Result<void> check_private_netns_mode(bool wanted, bool sandbox_enabled, bool co
                     "the job could enter the network namespace of a process outside it; run the container with "
                     "a PID namespace of its own, or leave the option off (docs/security.md)");
     }
-    if (::geteuid() == 0)
-        return fail("--allow-private-netns cannot be used with --sandbox off when pinfold runs as root: the "
-                    "command would keep every capability of the host's user namespace and could give a network "
-                    "namespace a way out that no hook sees (docs/security.md); use the namespace sandbox "
-                    "(the default) or run pinfold as an ordinary user");
-    return {};
+    if (::geteuid() != 0) {
+        long abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
+        // ABI 6: scopes, so that the domain need not handle file access.
+        if (abi < 6)
+            return fail("--allow-private-netns with --sandbox off needs Landlock ABI 6 (Linux 6.12, landlock "
+                        "in the active LSMs) to keep the command from entering the namespaces of this user's "
+                        "other processes; this kernel offers " +
+                        (abi < 0 ? std::string("none") : "ABI " + std::to_string(abi)) + " (docs/security.md)");
+        return {};
+    }
+    return fail("--allow-private-netns cannot be used with --sandbox off when pinfold runs as root: the "
+                "command would keep every capability of the host's user namespace and could give a network "
+                "namespace a way out that no hook sees (docs/security.md); use the namespace sandbox "
+                "(the default) or run pinfold as an ordinary user");
 }
 
-bool private_netns_needs_own_userns(bool wanted, bool sandbox_enabled, bool container_mode)
+bool private_netns_needs_confinement(bool wanted, bool sandbox_enabled, bool container_mode)
 {
     return wanted && !sandbox_enabled && !container_mode && ::geteuid() != 0;
 }

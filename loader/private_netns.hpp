@@ -19,15 +19,18 @@ inline constexpr std::string_view private_netns_notice =
 // Refuses the option where the command could reach a network namespace
 // with a way out: --sandbox off under a root pinfold (the command keeps
 // every capability of the host's user namespace), and container mode in
-// the host's PID namespace (other processes' namespaces in reach).
+// the host's PID namespace (other processes' namespaces in reach), and
+// --sandbox off under a non-root pinfold on a kernel without Landlock.
 [[nodiscard]] Result<void> check_private_netns_mode(bool wanted, bool sandbox_enabled, bool container_mode);
 
-// --sandbox off under a non-root pinfold: the command gets a user namespace
-// of its own (its uid and gid mapped to themselves). In the host's user
-// namespace, a process owns - holds every capability in - each user
-// namespace its uid created there (another rootless container's, and with
-// it that container's network namespace and its exit); from a namespace of
-// its own it owns none of them.
-[[nodiscard]] bool private_netns_needs_own_userns(bool wanted, bool sandbox_enabled, bool container_mode);
+// --sandbox off under a non-root pinfold: the command gets a Landlock
+// domain of its own. In the host's user namespace a process owns - holds
+// every capability in - each user namespace its uid created there (another
+// rootless container's, and with it that container's network namespace
+// and its exit), and may open the namespaces of its uid's processes; from
+// inside a Landlock domain no ptrace access check to a process outside it
+// passes. (A user namespace of its own would do too, but rootless Podman
+// 4.3 then copies that identity map and cannot become root in its own.)
+[[nodiscard]] bool private_netns_needs_confinement(bool wanted, bool sandbox_enabled, bool container_mode);
 
 } // namespace pinfold::loader

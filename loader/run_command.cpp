@@ -794,8 +794,8 @@ int run_sandbox_checked(const RunOptions& options)
         if (auto r = enter_container_mode(); !r)
             return fail_run(r.error());
     }
-    command_spec.own_user_namespace =
-        private_netns_needs_own_userns(options.allow_private_netns, options.sandbox.enabled, run.container.has_value());
+    command_spec.ptrace_confined =
+        private_netns_needs_confinement(options.allow_private_netns, options.sandbox.enabled, run.container.has_value());
     if (sandbox_plan) {
         command_spec.sandbox = &*sandbox_plan;
         command_spec.before_start = [&run](pid_t pid) {

@@ -18,12 +18,15 @@ What holds today, measured on this host:
   client (allowed 200, denied 403, both audited with the container's curl
   as the executable).
 - `--network slirp4netns`: the container's connect() happens in its own
-  network namespace, still in the run's cgroup, and the connect hooks refuse
-  connects from another network namespace (fail closed, audited) before
-  slirp4netns could carry them. Letting slirp4netns carry the traffic needs
-  a change in the BPF connect logic (pass connects from a foreign network
-  namespace untouched; see /work/notes/issue-8.md) — asserted here as the
-  current behaviour so the change shows up.
+  network namespace, still in the run's cgroup. By default the connect hooks
+  refuse connects from another network namespace (fail closed, audited).
+  With `--allow-private-netns` they pass untouched; slirp4netns, a process
+  of the run in the host's namespace, makes the host-side connect, which is
+  steered and policed (audited with slirp4netns as the executable), and the
+  container's own loopback works. pinfold then starts the command in a
+  Landlock domain of its own, so podman cannot join a pause process made
+  outside the run, and nothing else in the run can enter the user's other
+  namespaces (docs/security.md).
 - /dev/net/tun must be 0666 (distributions' udev default) for slirp4netns;
   this host has 0600, so the test sets it for its duration.
 """
@@ -166,11 +169,11 @@ class RootlessPodman(unittest.TestCase):
                 """))
         self.audit = os.path.join(self.dir, "audit.jsonl")
 
-    def podman_under_pinfold(self, network, address):
+    def podman_under_pinfold(self, network, address, extra=(), script_tail=""):
         script = (f"curl -sS --max-time 10 -o /dev/null -w '%{{http_code}}\\n' http://api.test:{self.up.port}/items/1; "
                   f"curl -sS --max-time 10 -o /dev/null -w '%{{http_code}}\\n' -X DELETE "
-                  f"http://api.test:{self.up.port}/items/1; true")
-        r = as_user([STATE["binary"], "run", "--sandbox", "off", "--policy", self.policy, "--audit", self.audit,
+                  f"http://api.test:{self.up.port}/items/1; {script_tail}true")
+        r = as_user([STATE["binary"], "run", "--sandbox", "off", *extra, "--policy", self.policy, "--audit", self.audit,
                      "--host", "api.test=127.0.0.1", "--",
                      "podman", "run", "--rm", "--runtime", "runc", "--network", network,
                      "--add-host", f"api.test:{address}", "--entrypoint", "sh", CLIENT_IMAGE, "-c", script],
@@ -192,7 +195,53 @@ class RootlessPodman(unittest.TestCase):
             self.assertEqual(a["uid"], UID)
             self.assertEqual(a["host"], "api.test")
 
-    def test_slirp4netns_connects_from_the_container_netns_are_refused_today(self):
+    def test_slirp4netns_with_private_netns_is_policed(self):
+        # The pause process left by `podman load` is outside the run; from
+        # the run's Landlock domain podman may not join its namespaces (that
+        # is the point), so it must make new ones.
+        kill_user_processes()
+        # The container's own loopback: a server and a client inside it,
+        # untouched by the hooks (bounded wait for the server to listen).
+        inside = ("python3 -m http.server --bind 127.0.0.1 8000 >/dev/null 2>&1 & S=$!; "
+                  "for i in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:8000/ && break; sleep 0.1; done; "
+                  "curl -sS --max-time 10 -o /dev/null -w 'inside %{http_code}\\n' http://127.0.0.1:8000/; "
+                  "kill $S; ")
+        r, audit = self.podman_under_pinfold("slirp4netns:allow_host_loopback=true", "10.0.2.2",
+                                             extra=["--allow-private-netns"], script_tail=inside)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split("\n")[:3], ["200", "403", "inside 200"], r.stderr)
+        self.assertEqual([q["method"] for q in self.up.requests], ["GET"])
+        http = [a for a in audit if a["event"] == "http"]
+        self.assertEqual([(a["verdict"], a["method"]) for a in http], [("allow", "GET"), ("deny", "DELETE")], audit)
+        for a in http:
+            self.assertEqual(a["uid"], UID)
+            # slirp4netns makes the host-side connect: binaries: rules see it,
+            # not the container's curl.
+            self.assertIn("slirp4netns", a.get("exe", ""), a)
+        self.assertEqual(len([a for a in audit if a["event"] == "private-netns"]), 1, audit)
+        self.assertFalse([a for a in audit if a.get("reason") == "connect from another network namespace"], audit)
+
+    def test_private_netns_cannot_enter_the_users_other_namespaces(self):
+        # In the host's user namespace a process owns every user namespace
+        # its uid made there: another rootless container's, whose network
+        # namespace has an exit outside the run. With the option the command
+        # runs in a Landlock domain of its own, from which no ptrace access
+        # check to a process outside passes: it cannot open their namespaces.
+        script = textwrap.dedent(f"""\
+            unshare -rn sleep 60 & P=$!
+            for i in $(seq 50); do
+                [ "$(readlink /proc/$P/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.1
+            done
+            nsenter -U -n -t $P --preserve-credentials true && echo outside JOINED || echo outside REFUSED
+            {STATE['binary']} run --sandbox off --allow-private-netns --policy {self.policy} --audit {self.audit} -- \\
+                sh -c "nsenter -U -n -t $P --preserve-credentials true && echo inside JOINED || echo inside REFUSED"
+            kill $P
+        """)
+        r = as_user(["sh", "-c", script], timeout=pftest.RUN_TIMEOUT * 2)
+        self.assertEqual(r.stdout.split("\n")[:2], ["outside JOINED", "inside REFUSED"], r.stderr)
+        self.assertIn("nsenter: cannot open /proc/", r.stderr)
+
+    def test_slirp4netns_connects_from_the_container_netns_are_refused_without_the_option(self):
         r, audit = self.podman_under_pinfold("slirp4netns:allow_host_loopback=true", "10.0.2.2")
         self.assertEqual(r.stdout.split(), ["000", "000"], r.stderr)
         self.assertEqual(self.up.accepts, 0, "nothing may reach the server unpoliced")

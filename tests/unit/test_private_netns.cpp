@@ -28,16 +28,16 @@ TEST_CASE("modes that keep the option sound")
 {
     CHECK(check_private_netns_mode(false, false, false));
     CHECK(check_private_netns_mode(true, true, false));
-    CHECK_FALSE(private_netns_needs_own_userns(false, false, false));
-    CHECK_FALSE(private_netns_needs_own_userns(true, true, false));
-    CHECK_FALSE(private_netns_needs_own_userns(true, false, true));
+    CHECK_FALSE(private_netns_needs_confinement(false, false, false));
+    CHECK_FALSE(private_netns_needs_confinement(true, true, false));
+    CHECK_FALSE(private_netns_needs_confinement(true, false, true));
     auto off = check_private_netns_mode(true, false, false);
     if (::geteuid() == 0) {
         REQUIRE_FALSE(off);
         CHECK(off.error().message.find("--sandbox off when pinfold runs as root") != std::string::npos);
-        CHECK_FALSE(private_netns_needs_own_userns(true, false, false));
+        CHECK_FALSE(private_netns_needs_confinement(true, false, false));
     } else {
         CHECK(off);
-        CHECK(private_netns_needs_own_userns(true, false, false));
+        CHECK(private_netns_needs_confinement(true, false, false));
     }
 }
