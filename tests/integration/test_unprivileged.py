@@ -147,6 +147,15 @@ reuse(test_sandbox, *[n for n, c in vars(test_sandbox).items()
                       and c is not test_sandbox.SandboxCase and n != "SandboxCase"])
 reuse(test_run, "PolicyDecisions", "Lifecycle")
 
+# --allow-private-netns under a non-root pinfold's namespace sandbox (the
+# --sandbox off refusal is root's; as the user that mode gets Landlock:
+# tests/container/test_rootless_podman.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "redteam"))
+import test_private_netns  # noqa: E402
+
+UserPrivateNetns = type("UserPrivateNetns", (AsUser, test_private_netns.PrivateNetns),
+                        {"test_refused_with_sandbox_off_as_root": None})
+
 
 class UnprivilegedMode(AsUser, pftest.PinfoldTestCase):
     def setUp(self):
