@@ -39,10 +39,10 @@ public:
     SteeringPrograms(const SteeringPrograms&) = delete;
     SteeringPrograms& operator=(const SteeringPrograms&) = delete;
 
-    // Attaches every sandbox hook to the cgroup (bpf_link only: a legacy
-    // attach could be detached by anyone who can open the directory) and
-    // pins the links in `pin_dir` so enforcement outlives a crash of ours
-    // (an empty `pin_dir`: not pinned, container mode without bpffs).
+    // Attaches every sandbox hook to the cgroup as links pinned in
+    // `pin_dir`, so enforcement outlives a crash of ours. An empty
+    // `pin_dir` (container mode, no bpffs): link-less multi attachments
+    // (attachments_), which only a holder of the program's fd can detach.
     [[nodiscard]] Result<void> attach_sandbox(int cgroup_fd, const std::string& pin_dir);
     // Attaches the accept-side sockops program to the proxy's cgroup.
     [[nodiscard]] Result<void> attach_proxy(int cgroup_fd, const std::string& pin_dir);

@@ -15,6 +15,7 @@ SYS_PTRACE = 101
 
 BPF_MAP_UPDATE_ELEM = 2
 BPF_PROG_LOAD = 5
+BPF_PROG_DETACH = 9
 BPF_MAP_GET_NEXT_ID = 12
 BPF_MAP_GET_FD_BY_ID = 14
 BPF_NOEXIST = 1
@@ -70,6 +71,12 @@ def load_connect4_program():
     # expected_attach_type sits at offset 68 of union bpf_attr (prog load).
     attr = attr.ljust(68, b"\0") + struct.pack("<I", BPF_CGROUP_INET4_CONNECT)
     return bpf(BPF_PROG_LOAD, attr)
+
+
+def prog_detach(cgroup_fd, attach_type, prog_fd=0):
+    """BPF_PROG_DETACH: what a job would try on the cgroup's link-less
+    attachments (multi-attached programs need the program's fd)."""
+    return bpf(BPF_PROG_DETACH, struct.pack("<IIII", cgroup_fd, prog_fd, attach_type, 0))
 
 
 def pidfd_open(pid):

@@ -16,6 +16,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import container_env  # noqa: E402
 import pftest  # noqa: E402
 
+LIB = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "lib"))
+
 # The job: a grandchild that leaves the process tree, then pinfold killed
 # by its child; the grandchild tries the network once pinfold is gone.
 JOB = """
@@ -43,6 +45,11 @@ if os.fork() == 0:
             time.sleep(0.05)
         out["pinfold_gone"] = gone(pinfold)
         time.sleep(0.3)                     # the proxy's stop follows pinfold's death
+        sys.path.insert(0, {lib!r})
+        import bpfsys
+        cg = os.open({cgroup_mount!r}, os.O_RDONLY | os.O_DIRECTORY)
+        out["detach"] = sorted({{bpfsys.prog_detach(cg, bpfsys.BPF_CGROUP_INET4_CONNECT, fd)[1]
+                                 for fd in (0, -1 & 0xffffffff, cg)}}, key=str)
         s = socket.socket()
         s.settimeout(5)
         try:
@@ -92,7 +99,8 @@ class PinfoldKilledInContainer(pftest.PinfoldTestCase):
 
     def test_killing_pinfold_leaves_the_container_without_network(self):
         out = os.path.join(self.tmp, "outcome.json")
-        job = JOB.format(port=self.up.port, udp_port=self.udp.getsockname()[1], out=out)
+        job = JOB.format(port=self.up.port, udp_port=self.udp.getsockname()[1], out=out, lib=LIB,
+                         cgroup_mount=pftest.cgroup2_root())
         r = container_env.run_pinfold(self, self.ct, self.policy, [pftest.SANDBOX_PYTHON, "-c", job],
                                       check_clean=False)
         self.assertEqual(r.returncode, -9, r.stderr)
@@ -102,6 +110,8 @@ class PinfoldKilledInContainer(pftest.PinfoldTestCase):
         with open(out) as f:
             outcome = json.load(f)
         self.assertTrue(outcome["pinfold_gone"], outcome)
+        # Without CAP_NET_ADMIN and without the programs' fds, no detach.
+        self.assertNotIn(None, outcome["detach"], outcome)
         # Steered into the proxy's port, where nothing listens any more.
         self.assertEqual(outcome["tcp"], errno.ECONNREFUSED, outcome)
         self.assertEqual(self.up.requests, [])

@@ -28,7 +28,7 @@ TEST_CASE("container mode says what it cannot do")
     };
     auto plain = loader::container_mode_limitations(false, true);
     CHECK(contains(plain, "limits are unavailable"));
-    CHECK(contains(plain, "not pinned"));
+    CHECK(contains(plain, "without links"));
     CHECK_FALSE(contains(plain, "were not applied"));
     CHECK_FALSE(contains(plain, "--sandbox off"));
     auto asked = loader::container_mode_limitations(true, false);
