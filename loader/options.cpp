@@ -120,6 +120,11 @@ po::options_description run_description(RunOptions& o)
          "unshare -n) pass untouched instead of refusing them; they can only reach that namespace, whose exits "
          "(slirp4netns, pasta) run in the sandbox and are policed. Not with --sandbox off "
          "(docs/security.md)");
+    desc.add_options()
+        ("trusted-command", po::bool_switch(&o.trusted_command),
+         "with --sandbox off as an ordinary user: run CMD although it is not confined - its uid owns the "
+         "delegated cgroup subtree, so it could move itself out of the run's cgroup, or kill pinfold. For a "
+         "container engine such as rootless podman, whose containers are the confined part (docs/security.md)");
     add_sandbox_options(desc, o.sandbox);
     desc.add_options()
         ("runtime-dir", po::value(&o.locations.runtime_dir),

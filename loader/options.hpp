@@ -25,6 +25,7 @@ struct RunOptions {
     std::string dns_upstream;            // ADDR:PORT; "" -> first nameserver of /etc/resolv.conf
     bool allow_degraded_identity = false; // binaries: without kernel capture (docs/identity.md)
     bool allow_private_netns = false;    // connects in the command's own netns pass (docs/security.md)
+    bool trusted_command = false;        // non-root --sandbox off: CMD may leave the run (docs/security.md)
     SandboxOptions sandbox;              // --workspace, --ro/--rw/--hide, --env, limits
     RuntimePathOptions locations;        // --runtime-dir, --bpffs-dir, --cgroup-parent
 };

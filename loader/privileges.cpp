@@ -24,4 +24,14 @@ Result<void> drop_own_capabilities()
     return {};
 }
 
+Result<void> check_unconfined_command(bool sandbox_enabled, bool trusted_command, bool root, bool container_mode)
+{
+    if (sandbox_enabled || root || container_mode || trusted_command)
+        return {};
+    return fail("pinfold run: with --sandbox off, CMD runs unconfined as your uid, which owns the delegated cgroup "
+                "subtree: it could move itself out of the run's cgroup (or kill pinfold) and reach the network "
+                "unpoliced. Keep the sandbox, or pass --trusted-command for a trusted CMD such as rootless podman "
+                "(its containers are the confined part; docs/security.md)");
+}
+
 } // namespace pinfold::loader

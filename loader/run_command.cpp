@@ -523,6 +523,12 @@ int run_sandbox_checked(const RunOptions& options)
         log()->error("{}", r.error().what());
         return exit_internal;
     }
+    if (auto r = check_unconfined_command(options.sandbox.enabled, options.trusted_command, ::geteuid() == 0,
+                                          container->has_value());
+        !r) {
+        log()->error("{}", r.error().what());
+        return exit_internal;
+    }
     if (auto r = check_private_netns_mode(options.allow_private_netns, options.sandbox.enabled, container->has_value()); !r) {
         log()->error("{}", r.error().what());
         return exit_internal;

@@ -6,7 +6,7 @@ scripts/setup-unprivileged.sh for uid 64100 (file capabilities on a private
 copy of pinfold, delegated cgroup, bpffs), a HOME with a rootless storage
 (vfs, chown errors ignored: uid 64100 has no subordinate ids here), the
 image loaded into it. Then, as that user, from inside the delegated
-subtree: `pinfold run --sandbox off -- podman run --rm --runtime runc ...`.
+subtree: `pinfold run --sandbox off --trusted-command -- podman run --rm --runtime runc ...`.
 
 What holds today, measured on this host:
 - The namespace sandbox cannot host rootless Podman (no_new_privs, and its
@@ -173,7 +173,7 @@ class RootlessPodman(unittest.TestCase):
         script = (f"curl -sS --max-time 10 -o /dev/null -w '%{{http_code}}\\n' http://api.test:{self.up.port}/items/1; "
                   f"curl -sS --max-time 10 -o /dev/null -w '%{{http_code}}\\n' -X DELETE "
                   f"http://api.test:{self.up.port}/items/1; {script_tail}true")
-        r = as_user([STATE["binary"], "run", "--sandbox", "off", *extra, "--policy", self.policy, "--audit", self.audit,
+        r = as_user([STATE["binary"], "run", "--sandbox", "off", "--trusted-command", *extra, "--policy", self.policy, "--audit", self.audit,
                      "--host", "api.test=127.0.0.1", "--",
                      "podman", "run", "--rm", "--runtime", "runc", "--network", network,
                      "--add-host", f"api.test:{address}", "--entrypoint", "sh", CLIENT_IMAGE, "-c", script],
@@ -233,7 +233,7 @@ class RootlessPodman(unittest.TestCase):
                 [ "$(readlink /proc/$P/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.1
             done
             nsenter -U -n -t $P --preserve-credentials true && echo outside JOINED || echo outside REFUSED
-            {STATE['binary']} run --sandbox off --allow-private-netns --policy {self.policy} --audit {self.audit} -- \\
+            {STATE['binary']} run --sandbox off --trusted-command --allow-private-netns --policy {self.policy} --audit {self.audit} -- \\
                 sh -c "nsenter -U -n -t $P --preserve-credentials true && echo inside JOINED || echo inside REFUSED"
             kill $P
         """)

@@ -199,7 +199,20 @@ class UnprivilegedMode(AsUser, pftest.PinfoldTestCase):
 
     def test_capabilities_dropped_with_sandbox_off_too(self):
         # Hooks-only runs (rootless Podman, docs/containers.md) included.
-        self.check_capabilities_dropped(["--sandbox", "off"])
+        self.check_capabilities_dropped(["--sandbox", "off", "--trusted-command"])
+
+    def test_sandbox_off_needs_a_trusted_command(self):
+        # As the user, CMD would own the delegated cgroup subtree: `echo $$ >
+        # .../session/cgroup.procs` takes it out of the run's cgroup and off
+        # every hook (measured: a denied path then got 200). So the run is
+        # refused unless the caller vouches for CMD.
+        marker = os.path.join(self.ws, "ran")
+        r = self.run_user(f"touch {marker}", extra=("--sandbox", "off"))
+        self.assertEqual(r.returncode, 125, r.stderr)
+        self.assertIn("--trusted-command", r.stderr)
+        self.assertIn("cgroup", r.stderr)
+        self.assertFalse(os.path.exists(marker))
+        self.assertEqual(self.up.requests, [])
 
     def check_capabilities_dropped(self, extra):
         go = os.path.join(self.ws, "go")
