@@ -28,31 +28,6 @@ std::shared_ptr<spdlog::logger> log()
     return logger;
 }
 
-Result<void> write_file(const std::string& path, std::string_view text)
-{
-    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fail_errno("open " + path);
-    ssize_t n = ::write(fd, text.data(), text.size());
-    int saved = errno;
-    ::close(fd);
-    if (n != static_cast<ssize_t>(text.size()))
-        return fail("write " + path, saved);
-    return {};
-}
-
-bool populated_at(const std::string& path)
-{
-    std::ifstream events(path + "/cgroup.events");
-    std::string key;
-    int value = 0;
-    while (events >> key >> value) {
-        if (key == "populated")
-            return value != 0;
-    }
-    return false;
-}
-
 unsigned depth_below(const std::string& root, const std::string& path)
 {
     fs::path rel = fs::path(path).lexically_relative(root);
@@ -65,6 +40,31 @@ unsigned depth_below(const std::string& root, const std::string& path)
 }
 
 } // namespace
+
+Result<void> write_cgroup_file(const std::string& path, std::string_view text)
+{
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail_errno("open " + path);
+    ssize_t n = ::write(fd, text.data(), text.size());
+    int saved = errno;
+    ::close(fd);
+    if (n != static_cast<ssize_t>(text.size()))
+        return fail("write '" + std::string(text) + "' to " + path, saved);
+    return {};
+}
+
+bool cgroup_populated(const std::string& path)
+{
+    std::ifstream events(path + "/cgroup.events");
+    std::string key;
+    int value = 0;
+    while (events >> key >> value) {
+        if (key == "populated")
+            return value != 0;
+    }
+    return false;
+}
 
 Result<std::string> find_cgroup2_root()
 {
@@ -145,16 +145,16 @@ CgroupDir::~CgroupDir()
         log()->warn("leaving cgroup {}: {}", path_, r.error().what());
 }
 
-bool CgroupDir::populated() const { return populated_at(path_); }
+bool CgroupDir::populated() const { return cgroup_populated(path_); }
 
 Result<void> CgroupDir::kill_all(std::chrono::milliseconds timeout) const
 {
-    if (!populated_at(path_))
+    if (!cgroup_populated(path_))
         return {};
-    if (auto r = write_file(path_ + "/cgroup.kill", "1"); !r)
+    if (auto r = write_cgroup_file(path_ + "/cgroup.kill", "1"); !r)
         return r;
     auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (populated_at(path_)) {
+    while (cgroup_populated(path_)) {
         if (std::chrono::steady_clock::now() > deadline)
             return fail("processes of " + path_ + " did not die in time");
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -167,10 +167,10 @@ Result<void> remove_cgroup_tree(const std::string& path)
     std::error_code ec;
     if (!fs::exists(path, ec))
         return {};
-    if (populated_at(path)) {
-        if (auto r = write_file(path + "/cgroup.kill", "1"); !r)
+    if (cgroup_populated(path)) {
+        if (auto r = write_cgroup_file(path + "/cgroup.kill", "1"); !r)
             return r;
-        for (int i = 0; i < 2500 && populated_at(path); ++i)
+        for (int i = 0; i < 2500 && cgroup_populated(path); ++i)
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     // Children first: rmdir only removes empty leaves.

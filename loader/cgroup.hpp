@@ -5,10 +5,19 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "pinfold/error.hpp"
 
 namespace pinfold::loader {
+
+// Writes `text` to a cgroup control file in one write(2): the kernel takes
+// a control value whole or not at all.
+[[nodiscard]] Result<void> write_cgroup_file(const std::string& path, std::string_view text);
+
+// Whether the cgroup at `path` (v2, or a v1 hierarchy with cgroup.events)
+// still has processes.
+[[nodiscard]] bool cgroup_populated(const std::string& path);
 
 // The mount point of the cgroup2 hierarchy (from /proc/self/mountinfo):
 // /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones.

@@ -13,6 +13,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cgroup.hpp"
+
 namespace pinfold::loader {
 
 namespace fs = std::filesystem;
@@ -26,19 +28,6 @@ std::shared_ptr<spdlog::logger> log()
         return l ? l : spdlog::default_logger()->clone("cgroup");
     }();
     return logger;
-}
-
-Result<void> write_file(const std::string& path, const std::string& text)
-{
-    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fail_errno("open " + path);
-    ssize_t n = ::write(fd, text.data(), text.size());
-    int saved = errno;
-    ::close(fd);
-    if (n != static_cast<ssize_t>(text.size()))
-        return fail("write '" + text + "' to " + path, saved);
-    return {};
 }
 
 std::string read_all(const std::string& path)
@@ -204,7 +193,7 @@ Result<ResourceLimits> ResourceLimits::apply(const SandboxLimits& limits, const 
             for (const auto& part : rel) {
                 std::string control = (dir / "cgroup.subtree_control").string();
                 if (!has_token(read_all(control), name)) {
-                    auto r = write_file(control, "+" + name);
+                    auto r = write_cgroup_file(control, "+" + name);
                     if (!r)
                         return fail("enable the " + name + " controller: " + r.error().what());
                 }
@@ -236,30 +225,30 @@ Result<ResourceLimits> ResourceLimits::apply(const SandboxLimits& limits, const 
         if (c.name == "memory") {
             std::string bytes = std::to_string(*limits.memory_bytes);
             if (c.v1) {
-                r = write_file(c.dir + "/memory.limit_in_bytes", bytes);
+                r = write_cgroup_file(c.dir + "/memory.limit_in_bytes", bytes);
                 // memsw = memory + swap: equal to the memory limit, no swap.
                 if (r && fs::exists(c.dir + "/memory.memsw.limit_in_bytes"))
-                    r = write_file(c.dir + "/memory.memsw.limit_in_bytes", bytes);
+                    r = write_cgroup_file(c.dir + "/memory.memsw.limit_in_bytes", bytes);
                 else if (r)
-                    r = write_file(c.dir + "/memory.swappiness", "0");
+                    r = write_cgroup_file(c.dir + "/memory.swappiness", "0");
             } else {
-                r = write_file(c.dir + "/memory.max", bytes);
+                r = write_cgroup_file(c.dir + "/memory.max", bytes);
                 if (r && fs::exists(c.dir + "/memory.swap.max"))
-                    r = write_file(c.dir + "/memory.swap.max", "0");
+                    r = write_cgroup_file(c.dir + "/memory.swap.max", "0");
             }
         } else if (c.name == "pids") {
-            r = write_file(c.dir + "/pids.max", std::to_string(*limits.pids));
+            r = write_cgroup_file(c.dir + "/pids.max", std::to_string(*limits.pids));
         } else if (c.name == "cpu") {
             constexpr std::uint64_t period = 100000;
             auto quota = static_cast<std::uint64_t>(std::llround(*limits.cpus * period));
             if (quota < 1000)
                 quota = 1000;
             if (c.v1) {
-                r = write_file(c.dir + "/cpu.cfs_period_us", std::to_string(period));
+                r = write_cgroup_file(c.dir + "/cpu.cfs_period_us", std::to_string(period));
                 if (r)
-                    r = write_file(c.dir + "/cpu.cfs_quota_us", std::to_string(quota));
+                    r = write_cgroup_file(c.dir + "/cpu.cfs_quota_us", std::to_string(quota));
             } else {
-                r = write_file(c.dir + "/cpu.max", std::to_string(quota) + " " + std::to_string(period));
+                r = write_cgroup_file(c.dir + "/cpu.max", std::to_string(quota) + " " + std::to_string(period));
             }
         }
         if (!r)
@@ -286,7 +275,7 @@ Result<void> ResourceLimits::place(pid_t pid) const
     for (const auto& c : controllers_) {
         if (!c.v1)
             continue;
-        if (auto r = write_file(c.dir + "/cgroup.procs", std::to_string(pid)); !r)
+        if (auto r = write_cgroup_file(c.dir + "/cgroup.procs", std::to_string(pid)); !r)
             return r;
     }
     return {};

@@ -77,18 +77,6 @@ bool own_run_dir(const std::string& path, const std::string& parent, const std::
            (ino == 0 || st.st_ino == ino);
 }
 
-bool cgroup_populated(const std::string& path)
-{
-    std::ifstream events(path + "/cgroup.events");
-    std::string key;
-    int value = 0;
-    while (events >> key >> value) {
-        if (key == "populated")
-            return value != 0;
-    }
-    return false;
-}
-
 } // namespace
 
 Result<void> ensure_bpffs(const std::string& dir)

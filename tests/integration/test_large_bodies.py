@@ -3,9 +3,7 @@
 unwatched with bytes still queued) shows up as a short or timed-out transfer."""
 import hashlib
 import os
-import socket
 import sys
-import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import pftest  # noqa: E402
@@ -14,67 +12,38 @@ SIZE = 48 * 1024 * 1024
 BLOCK = bytes(range(256)) * 256  # 64 KiB, not all one byte
 
 
-class BulkServer:
+class BulkServer(pftest.RawOrigin):
     """Serves SIZE bytes per GET, counting; echoes a digest of POST bodies."""
 
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-        self.thread.start()
-
-    def loop(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-
     def serve(self, conn):
-        conn.settimeout(30)
         f = conn.makefile("rb")
-        try:
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            method = line.split()[0]
+            length = 0
             while True:
-                line = f.readline()
-                if not line:
-                    return
-                method = line.split()[0]
-                length = 0
-                while True:
-                    h = f.readline()
-                    if h in (b"\r\n", b""):
-                        break
-                    if h.lower().startswith(b"content-length:"):
-                        length = int(h.split(b":")[1])
-                if method == b"POST":
-                    digest = hashlib.sha256()
-                    left = length
-                    while left:
-                        chunk = f.read(min(left, 65536))
-                        if not chunk:
-                            return
-                        digest.update(chunk)
-                        left -= len(chunk)
-                    body = digest.hexdigest().encode()
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-                    continue
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % SIZE)
-                for _ in range(SIZE // len(BLOCK)):
-                    conn.sendall(BLOCK)
-        except OSError:
-            return
-        finally:
-            conn.close()
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(timeout=2)
-        self.sock.close()
+                h = f.readline()
+                if h in (b"\r\n", b""):
+                    break
+                if h.lower().startswith(b"content-length:"):
+                    length = int(h.split(b":")[1])
+            if method == b"POST":
+                digest = hashlib.sha256()
+                left = length
+                while left:
+                    chunk = f.read(min(left, 65536))
+                    if not chunk:
+                        return
+                    digest.update(chunk)
+                    left -= len(chunk)
+                body = digest.hexdigest().encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                continue
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % SIZE)
+            for _ in range(SIZE // len(BLOCK)):
+                conn.sendall(BLOCK)
 
 
 class LargeBodies(pftest.PinfoldTestCase):

@@ -5,9 +5,7 @@ connection is intact), the pipe is reused, a body cut short by the upstream
 is reported, and the audit counts every byte."""
 import hashlib
 import os
-import socket
 import sys
-import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import pftest  # noqa: E402
@@ -22,59 +20,30 @@ def body_of(size, seed):
     return (block * (size // len(block) + 1))[:size]
 
 
-class Origin:
+class Origin(pftest.RawOrigin):
     """GET /big/SEED: BIG bytes; /small: 5 bytes; /cut: declares more than it sends, then closes."""
 
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-        self.thread.start()
-
-    def loop(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-
     def serve(self, conn):
-        conn.settimeout(30)
         f = conn.makefile("rb")
-        try:
-            while True:
-                line = f.readline()
-                if not line:
-                    return
-                path = line.split()[1].decode()
-                while f.readline() not in (b"\r\n", b""):
-                    pass
-                if path.startswith("/big/"):
-                    body = body_of(BIG, int(path[5:]))
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
-                    # In pieces, so the proxy sees the body arrive over time.
-                    for i in range(0, len(body), 200_000):
-                        conn.sendall(body[i:i + 200_000])
-                elif path == "/cut":
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % CUT_DECLARED)
-                    conn.sendall(body_of(CUT_SENT, 3))
-                    return
-                else:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsmall")
-        except OSError:
-            return
-        finally:
-            conn.close()
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(timeout=2)
-        self.sock.close()
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            path = line.split()[1].decode()
+            while f.readline() not in (b"\r\n", b""):
+                pass
+            if path.startswith("/big/"):
+                body = body_of(BIG, int(path[5:]))
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+                # In pieces, so the proxy sees the body arrive over time.
+                for i in range(0, len(body), 200_000):
+                    conn.sendall(body[i:i + 200_000])
+            elif path == "/cut":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % CUT_DECLARED)
+                conn.sendall(body_of(CUT_SENT, 3))
+                return
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsmall")
 
 
 # Runs in the sandbox: one keep-alive connection, raw HTTP, exact framing.

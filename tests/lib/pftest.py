@@ -66,6 +66,23 @@ def require_kernel(test, feature):
                       "declared by PINFOLD_KERNEL_LACKS)")
 
 
+def processes():
+    """(pid, comm, ppid) of every process now (those that vanish while being
+    read are left out)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        found.append((int(entry), name, int(stat[stat.rindex(")") + 2:].split()[1])))
+    return found
+
+
 def wait_for_descendant(pid, comm, timeout=30.0):
     """Waits until a descendant of `pid` runs `comm` (e.g. the sandboxed
     command is up, so pinfold has finished starting); True when it did.
@@ -73,17 +90,8 @@ def wait_for_descendant(pid, comm, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         children = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            name = stat[stat.index("(") + 1:stat.rindex(")")]
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-            children.setdefault(ppid, []).append((int(entry), name))
+        for child, name, ppid in processes():
+            children.setdefault(ppid, []).append((child, name))
         todo = [pid]
         for _ in range(10000):
             if not todo:
@@ -173,6 +181,47 @@ class CountingServer:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class RawOrigin:
+    """A loopback TCP server answering raw bytes, one thread per
+    connection: for upstreams whose framing a test controls byte by byte
+    (large bodies, bodies cut short). Subclasses implement serve(conn)."""
+
+    def __init__(self, host="127.0.0.1"):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+
+    def _accept_loop(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve_and_close, args=(conn,), daemon=True).start()
+
+    def _serve_and_close(self, conn):
+        conn.settimeout(30)
+        try:
+            self.serve(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def serve(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=2)
+        self.sock.close()
 
 
 class RawListener:

@@ -130,18 +130,7 @@ print(json.dumps(out))
 
 def children_of(pid):
     """{comm: pid} of the direct children of `pid`."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
-            found[stat[stat.index("(") + 1:stat.rindex(")")]] = int(entry)
-    return found
+    return {name: child for child, name, ppid in pftest.processes() if ppid == pid}
 
 
 def wait_for_children(pid, names, timeout=30.0):
