@@ -67,6 +67,19 @@ std::map<pid_t, ProcEntry> parents()
     return out;
 }
 
+// Entries of /proc/<pid>/task: the threads a process still has (a dead
+// leader's entry stays while others run).
+std::size_t threads_of(pid_t pid)
+{
+    std::size_t n = 0;
+    if (DIR* dir = ::opendir(("/proc/" + std::to_string(pid) + "/task").c_str())) {
+        while (dirent* e = ::readdir(dir))
+            n += e->d_name[0] != '.';
+        ::closedir(dir);
+    }
+    return n;
+}
+
 // Living descendants of `root` except `keep`; `zombies` gets the dead
 // children of `root` nobody has reaped yet.
 std::set<pid_t> descendants_of(pid_t root, pid_t keep, std::set<pid_t>& zombies)
@@ -87,7 +100,9 @@ std::set<pid_t> descendants_of(pid_t root, pid_t keep, std::set<pid_t>& zombies)
     }
     std::set<pid_t> living;
     for (pid_t pid : found) {
-        if (table[pid].state != 'Z')
+        // A leader that called pthread_exit() shows Z while its other
+        // threads run on: only a Z with no thread left is really dead.
+        if (table[pid].state != 'Z' || threads_of(pid) > 1)
             living.insert(pid);
         else if (table[pid].ppid == root)
             zombies.insert(pid);

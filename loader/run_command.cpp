@@ -257,12 +257,25 @@ Result<void> kill_job(const Run& run, std::chrono::milliseconds timeout)
 // (links, pins, cgroups) goes with the Run's destructors.
 void teardown(Run& run, AuditLog& audit)
 {
-    if (auto r = kill_job(run, std::chrono::seconds(5)); !r)
+    bool job_gone = true;
+    if (auto r = kill_job(run, std::chrono::seconds(5)); !r) {
         log()->warn("{}", r.error().what());
+        job_gone = false;
+    }
     if (run.command)
         run.command->reap();
-    if (run.programs && (run.sandbox_cgroup || run.container))
+    if (run.container && !job_gone) {
+        // Container mode kills by walking /proc, which a process forking
+        // fast enough can outrun. Whatever is left must stay policed: keep
+        // the programs and the sandbox's entry, steering into a proxy that
+        // is about to stop. The container keeps no network until it ends.
+        log()->error("container mode: processes of the job outlived the run; the programs stay attached and the "
+                     "container keeps no network");
+        if (run.programs)
+            run.programs->keep_attached();
+    } else if (run.programs && (run.sandbox_cgroup || run.container)) {
         run.programs->remove_sandbox(sandbox_id_of(run));
+    }
     if (run.proxy && !run.proxy->exited()) {
         // The stop pipe reaches the proxy even when a signal cannot; it
         // flushes its audit batch and exits at once (bounded: a wedged

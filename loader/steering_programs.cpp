@@ -301,6 +301,18 @@ void SteeringPrograms::detach_all() noexcept
     attachments_.clear();
 }
 
+void SteeringPrograms::keep_attached() noexcept
+{
+    // Closing a pinned link's fd does not detach it; an attachment without
+    // a link holds its own reference to the program.
+    for (auto& [link, pin] : links_)
+        bpf_link__destroy(link);
+    links_.clear();
+    for (const auto& a : attachments_)
+        ::close(a.cgroup_fd);
+    attachments_.clear();
+}
+
 void remove_pin_dir(const std::string& pin_dir) noexcept
 {
     std::error_code ec;

@@ -63,6 +63,11 @@ public:
     // attachment. Also run by the destructor.
     void detach_all() noexcept;
 
+    // Leaves every attachment in place when this object goes (pinned links
+    // stay pinned, link-less attachments stay): for processes that
+    // outlived the run and must stay policed.
+    void keep_attached() noexcept;
+
 private:
     SteeringPrograms() = default;
     [[nodiscard]] Result<void> attach(::bpf_program* prog, int cgroup_fd, const std::string& pin_path);

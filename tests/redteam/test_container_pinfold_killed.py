@@ -76,6 +76,44 @@ time.sleep(30)                              # killed with the rest at the end
 """
 
 
+# A process whose main thread has exited (state Z) while another thread
+# lives on, waiting for the run to end to try the network.
+HALF_DEAD = """
+import ctypes, json, os, socket, sys, threading, time
+pinfold = int(sys.argv[1])
+
+def gone(pid):
+    try:
+        with open(f"/proc/{{pid}}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+def later():
+    for _ in range(300):                     # at most 15 s for the run to end
+        if gone(pinfold):
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    out = {{"pinfold_gone": gone(pinfold)}}
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        s.connect(("127.0.0.1", {port}))
+        s.sendall(b"GET /half-dead HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\nConnection: close\\r\\n\\r\\n")
+        out["tcp"] = s.recv(4096).split(b"\\r\\n")[0].decode() or "closed"
+    except OSError as e:
+        out["tcp"] = e.errno
+    with open({out!r}, "w") as f:
+        json.dump(out, f)
+    os._exit(0)
+
+threading.Thread(target=later).start()
+time.sleep(0.1)
+ctypes.CDLL(None).pthread_exit(None)       # the main thread only
+"""
+
+
 class PinfoldKilledInContainer(pftest.PinfoldTestCase):
     def setUp(self):
         super().setUp()
@@ -128,6 +166,26 @@ class PinfoldKilledInContainer(pftest.PinfoldTestCase):
         again = container_env.run_pinfold(self, self.ct, self.policy, ["true"], check_clean=False)
         self.assertEqual(again.returncode, 125, again.stderr)
         self.assertIn("already attached to this container's cgroup", again.stderr)
+
+    def test_a_process_whose_main_thread_exited_is_killed_at_the_end(self):
+        # Its /proc state is Z, but its other threads run: the end of the run
+        # must kill it before the programs go.
+        out = os.path.join(self.tmp, "half-dead.json")
+        code = HALF_DEAD.format(port=self.up.port, out=out)
+        script = os.path.join(self.tmp, "half_dead.py")
+        with open(script, "w") as f:
+            f.write(code)
+        r = container_env.run_pinfold(
+            self, self.ct, self.policy,
+            ["sh", "-c", f"{pftest.SANDBOX_PYTHON} {script} $PPID </dev/null >/dev/null 2>&1 & sleep 1"],
+            check_clean=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        deadline = time.monotonic() + 3
+        while not os.path.exists(out) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists(out), open(out).read() if os.path.exists(out) else "")
+        self.assertEqual(self.up.requests, [])
+        self.assertEqual(self.ct.pids(), [])
 
 
 if __name__ == "__main__":
