@@ -216,6 +216,17 @@ Result<RuntimeLocations> resolve_runtime_locations(const RuntimePathOptions& opt
             return fail("XDG_RUNTIME_DIR " + *dir + ": does not exist");
         where.user_runtime_dir = *dir;
     }
+    // The user's sockets live in /run/user/<uid> whatever XDG_RUNTIME_DIR
+    // says (unset under cron, sudo -u or a CI shell): the sandbox has the
+    // user's uid, so that directory is replaced too (review F3).
+    const std::string run_user_dir = "/run/user/" + uid_text;
+    bool hide_run_user = false;
+    if (!where.privileged && run_user_dir != where.user_runtime_dir && lstat_facts(run_user_dir).is_dir) {
+        if (where.user_runtime_dir.empty())
+            where.user_runtime_dir = run_user_dir;
+        else
+            hide_run_user = true;
+    }
     if (runtime.empty()) {
         if (where.privileged) {
             runtime = "/run/pinfold";
@@ -315,6 +326,8 @@ Result<RuntimeLocations> resolve_runtime_locations(const RuntimePathOptions& opt
     // users' are 0700.)
     if (where.privileged && lstat_facts("/run/user").is_dir)
         where.hidden.push_back("/run/user");
+    if (hide_run_user)
+        where.hidden.push_back(run_user_dir);
     return where;
 }
 

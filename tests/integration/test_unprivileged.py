@@ -270,6 +270,28 @@ class UnprivilegedMode(AsUser, pftest.PinfoldTestCase):
         self.assertIn("bundle-readable", parts[3])
         self.assertIn("no-write", parts[3])
 
+    def test_run_user_is_replaced_without_xdg_runtime_dir(self):
+        # cron, sudo -u, a CI shell executor: XDG_RUNTIME_DIR unset. The
+        # user's sockets in /run/user/<uid> are still out of reach (a podman
+        # API socket there would start containers outside the run).
+        marker = os.path.join(XDG, "podman.sock")
+        with open(marker, "w"):
+            pass
+        os.chown(marker, UID, UID)
+        wrapper = os.path.join(STATE["bindir"], "as-user-no-xdg")
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\n{SETUP} --enter $$ {UID} >/dev/null || exit 125\n"
+                    f"exec setpriv --reuid {UID} --regid {UID} --clear-groups --inh-caps=-all "
+                    f"env -u XDG_RUNTIME_DIR {STATE['binary']} \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        try:
+            r = self.run_user(f"ls -A {XDG}; test -e {marker} && echo SEEN || echo HIDDEN", wrapper=wrapper)
+        finally:
+            os.unlink(marker)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("HIDDEN", r.stdout)
+        self.assertNotIn("podman.sock", r.stdout)
+
     def test_allowed_and_denied_requests_with_audit(self):
         r = self.run_user(f"""
             curl -sS --max-time 10 -o /dev/null -w '%{{http_code}}\\n' {self.up.url('/items/1')}
