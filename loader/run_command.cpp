@@ -536,6 +536,14 @@ int run_sandbox_checked(const RunOptions& options)
         log()->error("{}", r.error().what());
         return exit_internal;
     }
+    if (*container && !capture_exe && options.allow_degraded_identity) {
+        // The kernel records host-wide pids; this container's /proc numbers
+        // its own, so a lookup would read whichever process holds that
+        // number here - one the job can arrange to be an allowed binary.
+        log()->error("container mode: --allow-degraded-identity cannot be used: the recorded pids are the host's, "
+                     "not this container's; give the container CAP_PERFMON for kernel-captured identity");
+        return exit_internal;
+    }
     if (auto r = check_unconfined_command(options.sandbox.enabled, options.trusted_command, ::geteuid() == 0,
                                           container->has_value());
         !r) {

@@ -141,6 +141,17 @@ for pid in os.listdir("/proc"):
         self.assertEqual(r.returncode, 125)
         self.assertIn("--sandbox off", r.stderr)
 
+    def test_degraded_identity_is_refused(self):
+        # Without CAP_PERFMON identity would come from /proc/<pid>/exe, but
+        # the recorded pids are the host's and this /proc is the container's
+        # (security review F4): refused, the job never runs.
+        marker = os.path.join(self.tmp, "ran")
+        r = self.run_in_container(["touch", marker], extra=["--sandbox", "off", "--allow-degraded-identity"],
+                                  caps=("bpf", "net_admin"))
+        self.assertEqual(r.returncode, 125, r.stderr)
+        self.assertIn("--allow-degraded-identity cannot be used", r.stderr)
+        self.assertFalse(os.path.exists(marker))
+
     def test_a_pinfold_outside_the_containers_own_cgroup_is_refused(self):
         r = container_env.run_pinfold(self, self.ct, self.policy, ["true"], own_subdir="inner")
         self.assertEqual(r.returncode, 125)
