@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <string_view>
 
+#include "pinfold/hex.hpp"
+
 namespace pinfold::http::syntax {
 
 [[nodiscard]] constexpr bool is_digit(unsigned char c) noexcept { return c >= '0' && c <= '9'; }
@@ -39,16 +41,7 @@ namespace pinfold::http::syntax {
 // Printable ASCII without space: what a request-target may contain.
 [[nodiscard]] constexpr bool is_vchar(unsigned char c) noexcept { return c > 0x20 && c < 0x7f; }
 
-[[nodiscard]] constexpr int hex_value(unsigned char c) noexcept
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+using pinfold::hex_value;
 
 [[nodiscard]] constexpr unsigned char to_lower(unsigned char c) noexcept
 {

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <vector>
 
+#include "pinfold/hex.hpp"
+
 namespace pinfold::policy {
 
 namespace {
@@ -17,17 +19,6 @@ bool is_unreserved(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
            c == '-' || c == '.' || c == '_' || c == '~';
-}
-
-int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 std::string byte_text(unsigned char c)
@@ -109,8 +100,8 @@ Result<std::string> canonical_escapes(std::string_view path)
         }
         if (i + 2 >= path.size())
             return fail("truncated percent-escape at offset " + std::to_string(i));
-        int hi = hex_value(path[i + 1]);
-        int lo = hex_value(path[i + 2]);
+        int hi = pinfold::hex_value(path[i + 1]);
+        int lo = pinfold::hex_value(path[i + 2]);
         if (hi < 0 || lo < 0)
             return fail("malformed percent-escape at offset " + std::to_string(i));
         auto value = static_cast<unsigned char>(hi * 16 + lo);

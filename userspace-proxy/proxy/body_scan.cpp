@@ -2,22 +2,9 @@
 
 #include <algorithm>
 
+#include "pinfold/hex.hpp"
+
 namespace pinfold::proxy {
-
-namespace {
-
-int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-} // namespace
 
 const policy::Provider* RequestBodyScan::feed(std::string_view bytes, bool* secret_seen)
 {
@@ -33,7 +20,7 @@ const policy::Provider* RequestBodyScan::feed(std::string_view bytes, bool* secr
         char c = bytes[i];
         switch (state_) {
         case Framing::size:
-            if (int v = hex_value(c); v >= 0) {
+            if (int v = pinfold::hex_value(static_cast<unsigned char>(c)); v >= 0) {
                 // The decoder refuses sizes this large long before.
                 if (remaining_ > (std::uint64_t{1} << 58))
                     return nullptr;
