@@ -34,6 +34,7 @@
 #include "seccomp_filter.hpp"
 #include "pinfold/address.hpp"
 #include "pinfold/audit_log.hpp"
+#include "pinfold/proxy_handover.hpp"
 #include "policy/policy.hpp"
 #include "run_state.hpp"
 #include "runtime_paths.hpp"
@@ -67,6 +68,15 @@ public:
     OwnedFd(OwnedFd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
     OwnedFd(const OwnedFd&) = delete;
     OwnedFd& operator=(const OwnedFd&) = delete;
+    OwnedFd& operator=(OwnedFd&& o) noexcept
+    {
+        if (this != &o) {
+            reset();
+            fd_ = o.fd_;
+            o.fd_ = -1;
+        }
+        return *this;
+    }
     ~OwnedFd() { reset(); }
     void reset() noexcept
     {
@@ -625,6 +635,144 @@ int run_sandbox_checked(const RunOptions& options)
     unsigned sandbox_level = run.container ? run.container->level : run.sandbox_cgroup->level();
     int sandbox_cgroup_fd = run.container ? run.container->fd : run.sandbox_cgroup->fd();
 
+    // 3. The proxy, in its own cgroup, without capabilities. In host mode it
+    //    starts here, before the programs are loaded (step 2), and gets the maps over
+    //    `handover` once they are (pinfold/proxy_handover.hpp): its start
+    //    overlaps the load. It opens no socket and reports no readiness
+    //    before that, and nothing of the command runs before its readiness.
+    //    Container mode shares one cgroup with the job and pinfold: the
+    //    proxy starts after the attach, with every fd on its command line.
+    struct ProxyStart {
+        OwnedFd ready_read;
+        OwnedFd ca_read;
+        OwnedFd handover;   // our end; -1 without a handover
+    };
+    auto start_proxy = [&](bool handover) -> Result<ProxyStart> {
+        OwnedFd handover_theirs;
+        OwnedFd handover_ours;
+        if (handover) {
+            int pair[2];
+            if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0)
+                return std::unexpected(Error{errno, "socketpair"});
+            handover_ours = OwnedFd(pair[0]);
+            handover_theirs = OwnedFd(pair[1]);
+        }
+        auto memfd = policy_memfd(*policy_text);
+        if (!memfd)
+            return std::unexpected(memfd.error());
+        OwnedFd policy_fd(*memfd);
+        auto binaries_memfd = policy_memfd(policy::serialize_binary_table(*binaries));
+        if (!binaries_memfd)
+            return std::unexpected(binaries_memfd.error());
+        OwnedFd binaries_fd(*binaries_memfd);
+        int ready_pipe[2];
+        if (::pipe2(ready_pipe, O_CLOEXEC) != 0)
+            return std::unexpected(Error{errno, "pipe"});
+        ProxyStart started;
+        started.ready_read = OwnedFd(ready_pipe[0]);
+        OwnedFd ready_write(ready_pipe[1]);
+        OwnedFd proxy_audit(::fcntl(*audit_fd, F_DUPFD_CLOEXEC, 3));
+        if (proxy_audit.get() < 0)
+            return std::unexpected(Error{errno, "dup audit fd"});
+        SpawnSpec proxy_spec;
+        proxy_spec.argv = {proxy_path,
+                           handover ? "--handover-fd" : "--origin-map-fd",
+                           std::to_string(handover ? handover_theirs.get() : run.programs->origin_map_fd()),
+                           "--audit-fd", std::to_string(proxy_audit.get()),
+                           "--policy-fd", std::to_string(policy_fd.get()),
+                           "--policy-source", options.policy_path,
+                           "--ready-fd", std::to_string(ready_write.get()),
+                           "--sandbox-id", std::to_string(sandbox_id_of(run)),
+                           "--log-level", options.log_level};
+        for (const auto& host : options.hosts) {
+            proxy_spec.argv.push_back("--host");
+            proxy_spec.argv.push_back(host);
+        }
+        for (const auto& host : credentials->service_hosts) {
+            proxy_spec.argv.push_back("--host");
+            proxy_spec.argv.push_back(host);
+        }
+        proxy_spec.argv.insert(proxy_spec.argv.end(), {"--dns-upstream", dns_upstream});
+        proxy_spec.argv.insert(proxy_spec.argv.end(), {"--binaries-fd", std::to_string(binaries_fd.get())});
+        if (!handover && !capture_exe)
+            proxy_spec.argv.push_back("--degraded-identity");
+        proxy_spec.cgroup_fd = run.proxy_cgroup ? run.proxy_cgroup->fd() : -1;
+        proxy_spec.inherit_fds = {handover ? handover_theirs.get() : run.programs->origin_map_fd(), proxy_audit.get(),
+                                  policy_fd.get(), ready_write.get()};
+        int stop_pipe[2];
+        if (::pipe2(stop_pipe, O_CLOEXEC) != 0)
+            return std::unexpected(Error{errno, "pipe"});
+        OwnedFd stop_read(stop_pipe[0]);
+        run.proxy_stop.emplace(stop_pipe[1]);
+        proxy_spec.argv.insert(proxy_spec.argv.end(), {"--stop-fd", std::to_string(stop_read.get())});
+        proxy_spec.inherit_fds.push_back(stop_read.get());
+        // The proxy makes the run CA and sends back its certificate only.
+        auto roots_memfd = policy_memfd(*upstream_roots);
+        if (!roots_memfd)
+            return std::unexpected(roots_memfd.error());
+        OwnedFd roots_fd(*roots_memfd);
+        int ca_pipe[2];
+        if (::pipe2(ca_pipe, O_CLOEXEC) != 0)
+            return std::unexpected(Error{errno, "pipe"});
+        started.ca_read = OwnedFd(ca_pipe[0]);
+        OwnedFd ca_write(ca_pipe[1]);
+        proxy_spec.argv.insert(proxy_spec.argv.end(), {"--upstream-ca-fd", std::to_string(roots_fd.get()),
+                                                        "--ca-out-fd", std::to_string(ca_write.get())});
+        proxy_spec.inherit_fds.push_back(roots_fd.get());
+        // Secrets: a sealed memfd, like the policy; never argv or environment.
+        auto credentials_memfd = credentials->set.empty() ? Result<int>(-1) : policy_memfd(credentials->set.serialize());
+        if (!credentials_memfd)
+            return std::unexpected(credentials_memfd.error());
+        OwnedFd credentials_fd(*credentials_memfd);
+        if (credentials_fd.get() >= 0) {
+            proxy_spec.argv.insert(proxy_spec.argv.end(), {"--credentials-fd", std::to_string(credentials_fd.get())});
+            proxy_spec.inherit_fds.push_back(credentials_fd.get());
+        }
+        proxy_spec.inherit_fds.push_back(binaries_fd.get());
+        proxy_spec.inherit_fds.push_back(ca_write.get());
+        if (!handover && run.exe_lookup) {
+            proxy_spec.argv.insert(proxy_spec.argv.end(), {"--exe-lookup-fd", std::to_string(run.exe_lookup->proxy_fd())});
+            proxy_spec.inherit_fds.push_back(run.exe_lookup->proxy_fd());
+        }
+        if (run.container) {
+            // It shares the job's cgroup: it marks its own sockets. Without
+            // CAP_SETUID (a container with only the three capabilities) it keeps
+            // the uid and loses every capability.
+            proxy_spec.argv.insert(proxy_spec.argv.end(),
+                                   {"--exempt-map-fd", std::to_string(run.programs->exempt_map_fd())});
+            proxy_spec.inherit_fds.push_back(run.programs->exempt_map_fd());
+            proxy_spec.drop_privileges = can_run_proxy_as_nobody();
+            proxy_spec.strip_capabilities = !proxy_spec.drop_privileges;
+        } else {
+            proxy_spec.drop_privileges = true;
+        }
+        proxy_spec.stdin_null = true;
+        auto proxy = ChildProcess::spawn(proxy_spec);
+        if (!proxy)
+            return std::unexpected(proxy.error());
+        run.proxy.emplace(std::move(*proxy));
+        if (!handover && run.exe_lookup)
+            run.exe_lookup->close_proxy_end();
+        stop_read.reset();
+        ready_write.reset();
+        policy_fd.reset();
+        binaries_fd.reset();
+        roots_fd.reset();
+        credentials_fd.reset();
+        ca_write.reset();
+        proxy_audit.reset();
+        handover_theirs.reset();
+        started.handover = std::move(handover_ours);
+        return started;
+    };
+    std::optional<ProxyStart> proxy_start;
+    if (!run.container) {
+        auto started = start_proxy(true);
+        if (!started)
+            return fail_run(started.error());
+        proxy_start.emplace(std::move(*started));
+    }
+
     // 2. Programs are attached before anything runs in the cgroups, and
     //    the sandbox has no configuration until the proxy is ready: a
     //    connect before that is refused, never let through.
@@ -663,117 +811,33 @@ int run_sandbox_checked(const RunOptions& options)
     if (auto r = run.programs->open_events([&audit](const pf_event& ev) { audit.write(record_of(ev)); }); !r)
         return fail_run(r.error());
 
-    // 3. The proxy, in its own cgroup, without capabilities.
-    auto memfd = policy_memfd(*policy_text);
-    if (!memfd)
-        return fail_run(memfd.error());
-    OwnedFd policy_fd(*memfd);
-    auto binaries_memfd = policy_memfd(policy::serialize_binary_table(*binaries));
-    if (!binaries_memfd)
-        return fail_run(binaries_memfd.error());
-    OwnedFd binaries_fd(*binaries_memfd);
-    int ready_pipe[2];
-    if (::pipe2(ready_pipe, O_CLOEXEC) != 0)
-        return fail_run(Error{errno, "pipe"});
-    OwnedFd ready_read(ready_pipe[0]);
-    OwnedFd ready_write(ready_pipe[1]);
-    OwnedFd proxy_audit(::fcntl(*audit_fd, F_DUPFD_CLOEXEC, 3));
-    if (proxy_audit.get() < 0)
-        return fail_run(Error{errno, "dup audit fd"});
-    SpawnSpec proxy_spec;
-    proxy_spec.argv = {proxy_path,
-                       "--origin-map-fd", std::to_string(run.programs->origin_map_fd()),
-                       "--audit-fd", std::to_string(proxy_audit.get()),
-                       "--policy-fd", std::to_string(policy_fd.get()),
-                       "--policy-source", options.policy_path,
-                       "--ready-fd", std::to_string(ready_write.get()),
-                       "--sandbox-id", std::to_string(sandbox_id_of(run)),
-                       "--log-level", options.log_level};
-    for (const auto& host : options.hosts) {
-        proxy_spec.argv.push_back("--host");
-        proxy_spec.argv.push_back(host);
-    }
-    for (const auto& host : credentials->service_hosts) {
-        proxy_spec.argv.push_back("--host");
-        proxy_spec.argv.push_back(host);
-    }
-    proxy_spec.argv.insert(proxy_spec.argv.end(), {"--dns-upstream", dns_upstream});
-    proxy_spec.argv.insert(proxy_spec.argv.end(), {"--binaries-fd", std::to_string(binaries_fd.get())});
-    if (!capture_exe)
-        proxy_spec.argv.push_back("--degraded-identity");
-    proxy_spec.cgroup_fd = run.proxy_cgroup ? run.proxy_cgroup->fd() : -1;
-    proxy_spec.inherit_fds = {run.programs->origin_map_fd(), proxy_audit.get(), policy_fd.get(), ready_write.get()};
-    int stop_pipe[2];
-    if (::pipe2(stop_pipe, O_CLOEXEC) != 0)
-        return fail_run(Error{errno, "pipe"});
-    OwnedFd stop_read(stop_pipe[0]);
-    run.proxy_stop.emplace(stop_pipe[1]);
-    proxy_spec.argv.insert(proxy_spec.argv.end(), {"--stop-fd", std::to_string(stop_read.get())});
-    proxy_spec.inherit_fds.push_back(stop_read.get());
-    // The proxy makes the run CA and sends back its certificate only.
-    auto roots_memfd = policy_memfd(*upstream_roots);
-    if (!roots_memfd)
-        return fail_run(roots_memfd.error());
-    OwnedFd roots_fd(*roots_memfd);
-    int ca_pipe[2];
-    if (::pipe2(ca_pipe, O_CLOEXEC) != 0)
-        return fail_run(Error{errno, "pipe"});
-    OwnedFd ca_read(ca_pipe[0]);
-    OwnedFd ca_write(ca_pipe[1]);
-    proxy_spec.argv.insert(proxy_spec.argv.end(), {"--upstream-ca-fd", std::to_string(roots_fd.get()),
-                                                    "--ca-out-fd", std::to_string(ca_write.get())});
-    proxy_spec.inherit_fds.push_back(roots_fd.get());
-    // Secrets: a sealed memfd, like the policy; never argv or environment.
-    auto credentials_memfd = credentials->set.empty() ? Result<int>(-1) : policy_memfd(credentials->set.serialize());
-    if (!credentials_memfd)
-        return fail_run(credentials_memfd.error());
-    OwnedFd credentials_fd(*credentials_memfd);
-    if (credentials_fd.get() >= 0) {
-        proxy_spec.argv.insert(proxy_spec.argv.end(), {"--credentials-fd", std::to_string(credentials_fd.get())});
-        proxy_spec.inherit_fds.push_back(credentials_fd.get());
-    }
-    proxy_spec.inherit_fds.push_back(binaries_fd.get());
-    proxy_spec.inherit_fds.push_back(ca_write.get());
-    if (run.exe_lookup) {
-        proxy_spec.argv.insert(proxy_spec.argv.end(), {"--exe-lookup-fd", std::to_string(run.exe_lookup->proxy_fd())});
-        proxy_spec.inherit_fds.push_back(run.exe_lookup->proxy_fd());
-    }
-    if (run.container) {
-        // It shares the job's cgroup: it marks its own sockets. Without
-        // CAP_SETUID (a container with only the three capabilities) it keeps
-        // the uid and loses every capability.
-        proxy_spec.argv.insert(proxy_spec.argv.end(),
-                               {"--exempt-map-fd", std::to_string(run.programs->exempt_map_fd())});
-        proxy_spec.inherit_fds.push_back(run.programs->exempt_map_fd());
-        proxy_spec.drop_privileges = can_run_proxy_as_nobody();
-        proxy_spec.strip_capabilities = !proxy_spec.drop_privileges;
+    if (proxy_start) {
+        ProxyHandover maps;
+        maps.origin_map_fd = run.programs->origin_map_fd();
+        maps.degraded_identity = !capture_exe;
+        maps.exe_lookup_fd = run.exe_lookup ? run.exe_lookup->proxy_fd() : -1;
+        if (auto r = send_proxy_handover(proxy_start->handover.get(), maps); !r) {
+            bool gone = r.error().code == EPIPE || r.error().code == ECONNRESET;
+            return fail_run(gone ? Error{0, "the proxy exited before it was ready (its error is above)"} : r.error());
+        }
+        proxy_start->handover.reset();
+        if (run.exe_lookup)
+            run.exe_lookup->close_proxy_end();
     } else {
-        proxy_spec.drop_privileges = true;
+        auto started = start_proxy(false);
+        if (!started)
+            return fail_run(started.error());
+        proxy_start.emplace(std::move(*started));
     }
-    proxy_spec.stdin_null = true;
-    auto proxy = ChildProcess::spawn(proxy_spec);
-    if (!proxy)
-        return fail_run(proxy.error());
-    run.proxy.emplace(std::move(*proxy));
-    if (run.exe_lookup)
-        run.exe_lookup->close_proxy_end();
-    stop_read.reset();
-    ready_write.reset();
-    policy_fd.reset();
-    binaries_fd.reset();
-    roots_fd.reset();
-    credentials_fd.reset();
-    ca_write.reset();
-    proxy_audit.reset();
     std::uint16_t dns_port = 0;
-    auto port = wait_for_proxy(ready_read.get(), *run.proxy, dns_port);
+    auto port = wait_for_proxy(proxy_start->ready_read.get(), *run.proxy, dns_port);
     if (!port)
         return fail_run(port.error());
     // Written before the proxy reported ready, and its end is closed: the
     // read ends at EOF without waiting.
     std::string ca_pem;
     for (char buf[4096];;) {
-        ssize_t got = ::read(ca_read.get(), buf, sizeof buf);
+        ssize_t got = ::read(proxy_start->ca_read.get(), buf, sizeof buf);
         if (got < 0 && errno == EINTR)
             continue;
         if (got <= 0 || ca_pem.size() > 65536)

@@ -13,6 +13,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "pinfold/proxy_handover.hpp"
 #include "pinfold/socket_exemption.hpp"
 #include "policy/policy.hpp"
 #include "proxy_options.hpp"
@@ -114,44 +115,6 @@ int serve(const proxy::ProxyOptions& options)
         return 1;
     }
 
-    if (options.exempt_map_fd >= 0) {
-        // The job shares our cgroup (container mode): whoever could read our
-        // fds or ptrace us could mark its own sockets. Not dumpable, on top
-        // of running as another uid.
-        ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-        set_exemption_map(options.exempt_map_fd);
-    }
-    proxy::SocketStorageOrigin kernel_origins(options.origin_map_fd);
-    // Degraded identity: the executable comes from pinfold's /proc lookup
-    // when we accept (proxy/degraded_origin.hpp), not from the kernel.
-    std::optional<proxy::LoaderExecutableLookup> exe_lookup;
-    std::optional<proxy::DegradedIdentityOrigin> degraded_origins;
-    if (options.degraded_identity && options.exe_lookup_fd >= 0) {
-        exe_lookup.emplace(options.exe_lookup_fd);
-        degraded_origins.emplace(kernel_origins, *exe_lookup);
-    } else if (options.degraded_identity) {
-        kernel_origins.set_identity_note("degraded: no kernel executable identity (pinfold lacks CAP_PERFMON); "
-                                         "binaries: rules admit no connection");
-    }
-    proxy::OriginSource& origins =
-        degraded_origins ? static_cast<proxy::OriginSource&>(*degraded_origins) : kernel_origins;
-    // DNS answers given to the sandbox bind names to addresses for the
-    // Host check (proxy/answered_resolver.hpp).
-    dns::AnswerMemory answers;
-    std::unique_ptr<dns::DnsServer> dns_server;
-    std::uint16_t dns_port = 0;
-    if (!options.dns_upstream.empty()) {
-        auto started = dns::start_dns_server(options.dns_upstream, options.sandbox_id, compiled->policy(), overrides,
-                                             answers, origins, options.audit_fd);
-        if (!started) {
-            spdlog::error("{}", started.error().what());
-            return 1;
-        }
-        dns_port = started->second;
-        dns_server = std::move(started->first);
-    }
-    proxy::SystemResolver system_resolver(std::move(overrides));
-    proxy::AnsweredResolver resolver(answers, system_resolver);
     // The run CA: its key is made here and lives only in this process's
     // memory (no file, no fd); only the certificate leaves, to the loader.
     auto ca = tls::CertificateAuthority::create();
@@ -192,6 +155,56 @@ int serve(const proxy::ProxyOptions& options)
         }
         *credentials = std::move(*set);
     }
+    // Started before the programs were loaded (pinfold/proxy_handover.hpp):
+    // the maps arrive now. No socket of ours exists before this point.
+    ProxyHandover maps{options.origin_map_fd, options.exe_lookup_fd, options.degraded_identity};
+    if (options.handover_fd >= 0) {
+        auto received = receive_proxy_handover(options.handover_fd, options.stop_fd, 60'000);
+        ::close(options.handover_fd);
+        if (!received) {
+            spdlog::error("{}", received.error().what());
+            return 1;
+        }
+        maps = *received;
+    }
+    if (options.exempt_map_fd >= 0) {
+        // The job shares our cgroup (container mode): whoever could read our
+        // fds or ptrace us could mark its own sockets. Not dumpable, on top
+        // of running as another uid.
+        ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        set_exemption_map(options.exempt_map_fd);
+    }
+    proxy::SocketStorageOrigin kernel_origins(maps.origin_map_fd);
+    // Degraded identity: the executable comes from pinfold's /proc lookup
+    // when we accept (proxy/degraded_origin.hpp), not from the kernel.
+    std::optional<proxy::LoaderExecutableLookup> exe_lookup;
+    std::optional<proxy::DegradedIdentityOrigin> degraded_origins;
+    if (maps.degraded_identity && maps.exe_lookup_fd >= 0) {
+        exe_lookup.emplace(maps.exe_lookup_fd);
+        degraded_origins.emplace(kernel_origins, *exe_lookup);
+    } else if (maps.degraded_identity) {
+        kernel_origins.set_identity_note("degraded: no kernel executable identity (pinfold lacks CAP_PERFMON); "
+                                         "binaries: rules admit no connection");
+    }
+    proxy::OriginSource& origins =
+        degraded_origins ? static_cast<proxy::OriginSource&>(*degraded_origins) : kernel_origins;
+    // DNS answers given to the sandbox bind names to addresses for the
+    // Host check (proxy/answered_resolver.hpp).
+    dns::AnswerMemory answers;
+    std::unique_ptr<dns::DnsServer> dns_server;
+    std::uint16_t dns_port = 0;
+    if (!options.dns_upstream.empty()) {
+        auto started = dns::start_dns_server(options.dns_upstream, options.sandbox_id, compiled->policy(), overrides,
+                                             answers, origins, options.audit_fd);
+        if (!started) {
+            spdlog::error("{}", started.error().what());
+            return 1;
+        }
+        dns_port = started->second;
+        dns_server = std::move(started->first);
+    }
+    proxy::SystemResolver system_resolver(std::move(overrides));
+    proxy::AnsweredResolver resolver(answers, system_resolver);
     AuditLog audit(options.audit_fd);
     proxy::ProxyServer server(origins, resolver, audit);
     server.set_credentials(std::move(credentials));

@@ -11,7 +11,9 @@ Result<ProxyOptions> parse_proxy_options(const std::vector<std::string>& args)
     ProxyOptions o;
     po::options_description desc("pinfold-proxy options");
     desc.add_options()
-        ("origin-map-fd", po::value(&o.origin_map_fd)->required(), "fd of the origin socket-storage map")
+        ("origin-map-fd", po::value(&o.origin_map_fd), "fd of the origin socket-storage map")
+        ("handover-fd", po::value(&o.handover_fd),
+         "instead of --origin-map-fd: SOCK_SEQPACKET the loader sends the maps over once they are loaded")
         ("audit-fd", po::value(&o.audit_fd)->required(), "fd to append audit JSON lines to")
         ("policy-fd", po::value(&o.policy_fd)->required(), "fd holding the policy YAML")
         ("policy-source", po::value(&o.policy_source)->required(), "policy file name, for messages")
@@ -38,6 +40,8 @@ Result<ProxyOptions> parse_proxy_options(const std::vector<std::string>& args)
     } catch (const po::error& e) {
         return fail(std::string("pinfold-proxy: ") + e.what());
     }
+    if ((o.origin_map_fd >= 0) == (o.handover_fd >= 0))
+        return fail("pinfold-proxy: exactly one of --origin-map-fd and --handover-fd is needed");
     return o;
 }
 

@@ -12,6 +12,7 @@ namespace pinfold::proxy {
 
 struct ProxyOptions {
     int origin_map_fd = -1;      // origin_map (socket storage), read-only use
+    int handover_fd = -1;        // instead of origin_map_fd: the maps come later (pinfold/proxy_handover.hpp)
     int audit_fd = -1;           // JSON lines, O_APPEND
     int policy_fd = -1;          // policy YAML (memfd)
     std::string policy_source;   // file name for error messages
