@@ -20,6 +20,7 @@
 #include "lib/dns.h"
 #include "lib/local.h"
 #include "lib/exempt.h"
+#include "lib/unix.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -538,4 +539,23 @@ int pf_sockops(struct bpf_sock_ops *skops)
 		break;
 	}
 	return 1;
+}
+
+/*
+ * Abstract unix sockets (lib/unix.h): Linux 6.7 and CAP_PERFMON, so the
+ * loader leaves these off (autoload) unless both hold. libbpf 1.1 does not
+ * know the cgroup/connect_unix and sendmsg_unix sections (1.3 does): they
+ * are declared as connect4/sendmsg4 and the loader retargets them to the
+ * unix attach types.
+ */
+SEC("cgroup/connect4")
+int pf_connect_unix(struct bpf_sock_addr *ctx)
+{
+	return pf_unix(ctx, PF_EV_CONNECT_DENIED);
+}
+
+SEC("cgroup/sendmsg4")
+int pf_sendmsg_unix(struct bpf_sock_addr *ctx)
+{
+	return pf_unix(ctx, PF_EV_SENDMSG_DENIED);
 }

@@ -1,7 +1,6 @@
 #include "steering_programs.hpp"
 
 #include <bpf/bpf.h>
-#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,7 +13,6 @@
 #include <spdlog/spdlog.h>
 
 #include "pinfold_bpf.skel.h"
-#include "unix_bpf.skel.h"
 #include "pinfold/abi_checks.hpp"
 
 namespace pinfold::loader {
@@ -64,26 +62,41 @@ int on_ring_event(void* ctx, void* data, size_t size)
     return 0;
 }
 
-// The value of an attach type this libbpf's headers may not name, from the
-// running kernel's BTF; -1 when the kernel has no such attach type.
-int kernel_attach_type(const char* name)
+// The attach types of the unix-socket hooks (Linux 6.7); libbpf 1.1's
+// headers predate them. Their values are UAPI (include/uapi/linux/bpf.h).
+constexpr int unix_connect_type = 49;   // BPF_CGROUP_UNIX_CONNECT
+constexpr int unix_sendmsg_type = 50;   // BPF_CGROUP_UNIX_SENDMSG
+
+// Whether the kernel takes sock_addr programs of `attach_type`: a kernel
+// that does not know the type refuses any such program with EINVAL. A
+// two-instruction program instead of a lookup in the kernel's BTF, whose
+// parse (megabytes through sysfs) is the dearest part of the start; libbpf
+// parses it once for the object's CO-RE relocations already. 1 when it
+// does, 0 when not, else -errno.
+int kernel_has_sock_addr_type(int attach_type)
 {
-    // Parsed once per process: the kernel's BTF is megabytes, and parsing
-    // it for each name was most of `pinfold run`'s start-up.
-    static const std::unique_ptr<btf, void (*)(btf*)> vmlinux(btf__load_vmlinux_btf(), btf__free);
-    if (!vmlinux)
-        return -1;
-    int value = -1;
-    int id = btf__find_by_name_kind(vmlinux.get(), "bpf_attach_type", BTF_KIND_ENUM);
-    if (id > 0) {
-        const btf_type* t = btf__type_by_id(vmlinux.get(), static_cast<__u32>(id));
-        const struct btf_enum* e = ::btf_enum(t);
-        for (unsigned i = 0; i < btf_vlen(t); ++i, ++e) {
-            if (std::strcmp(btf__name_by_offset(vmlinux.get(), e->name_off), name) == 0)
-                value = e->val;
-        }
+    const bpf_insn insns[] = {
+        {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .src_reg = 0, .off = 0, .imm = 1},
+        {.code = BPF_JMP | BPF_EXIT, .dst_reg = 0, .src_reg = 0, .off = 0, .imm = 0},
+    };
+    LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = static_cast<bpf_attach_type>(attach_type));
+    int fd = bpf_prog_load(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "pf_probe", "Dual BSD/GPL", insns, std::size(insns), &opts);
+    if (fd >= 0) {
+        ::close(fd);
+        return 1;
     }
-    return value;
+    return errno == EINVAL ? 0 : -errno;
+}
+
+std::unexpected<Error> load_failure(bool capture_exe, int err)
+{
+    // Kernels before 6.13 (6.12.5 stable), Debian's 6.1 among them,
+    // refuse narrow stack writes next to spilled scalars for a loader
+    // without CAP_PERFMON: "attempt to corrupt spilled pointer on stack".
+    return fail(std::string("load BPF programs (needs CAP_BPF and CAP_NET_ADMIN") +
+                    (capture_exe ? "" : ", and CAP_PERFMON on kernels before 6.13 such as Debian's 6.1") +
+                    "; the verifier log is above)",
+                err);
 }
 
 } // namespace
@@ -106,58 +119,29 @@ Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbo
     bpf_program__set_autoload(progs.pf_connect6, !capture_exe);
     self->connect4_ = capture_exe ? progs.pf_connect4_exe : progs.pf_connect4;
     self->connect6_ = capture_exe ? progs.pf_connect6_exe : progs.pf_connect6;
-    if (int err = pinfold_bpf__load(self->skel_); err != 0) {
-        // Kernels before 6.13 (6.12.5 stable), Debian's 6.1 among them,
-        // refuse narrow stack writes next to spilled scalars for a loader
-        // without CAP_PERFMON: "attempt to corrupt spilled pointer on stack".
-        return fail(std::string("load BPF programs (needs CAP_BPF and CAP_NET_ADMIN") +
-                        (capture_exe ? "" : ", and CAP_PERFMON on kernels before 6.13 such as Debian's 6.1") +
-                        "; the verifier log is above)",
-                    -err);
-    }
-    if (auto r = self->load_unix_hooks(sandbox_level, capture_exe); !r)
-        return std::unexpected(r.error());
+    // The unix-socket hooks: only where the kernel has them and we hold
+    // CAP_PERFMON (bpf/lib/unix.h); else the verifier never sees them.
+    int has_connect = kernel_has_sock_addr_type(unix_connect_type);
+    int has_sendmsg = has_connect < 0 ? has_connect : kernel_has_sock_addr_type(unix_sendmsg_type);
+    if (has_sendmsg < 0)
+        return load_failure(capture_exe, -has_sendmsg);
+    const char* no_unix_hooks = nullptr;
+    if (!has_connect || !has_sendmsg)
+        no_unix_hooks = "this kernel has no cgroup connect_unix/sendmsg_unix hooks (Linux 6.7): abstract unix "
+                        "sockets of the host are not refused by the BPF hooks (docs/kernel-support.md)";
+    else if (!capture_exe)
+        no_unix_hooks = "abstract unix sockets of the host are not refused by the BPF hooks: reading their "
+                        "address needs CAP_PERFMON (docs/kernel-support.md)";
+    self->unix_hooks_ = no_unix_hooks == nullptr;
+    bpf_program__set_autoload(progs.pf_connect_unix, self->unix_hooks_);
+    bpf_program__set_autoload(progs.pf_sendmsg_unix, self->unix_hooks_);
+    bpf_program__set_expected_attach_type(progs.pf_connect_unix, static_cast<bpf_attach_type>(unix_connect_type));
+    bpf_program__set_expected_attach_type(progs.pf_sendmsg_unix, static_cast<bpf_attach_type>(unix_sendmsg_type));
+    if (int err = pinfold_bpf__load(self->skel_); err != 0)
+        return load_failure(capture_exe, -err);
+    if (no_unix_hooks)
+        log()->warn("{}", no_unix_hooks);
     return self;
-}
-
-Result<void> SteeringPrograms::load_unix_hooks(unsigned sandbox_level, bool perfmon)
-{
-    int connect_type = kernel_attach_type("BPF_CGROUP_UNIX_CONNECT");
-    int sendmsg_type = kernel_attach_type("BPF_CGROUP_UNIX_SENDMSG");
-    if (connect_type < 0 || sendmsg_type < 0) {
-        log()->warn("this kernel has no cgroup connect_unix/sendmsg_unix hooks (Linux 6.7): abstract unix "
-                    "sockets of the host are not refused by the BPF hooks (docs/kernel-support.md)");
-        return {};
-    }
-    if (!perfmon) {
-        log()->warn("abstract unix sockets of the host are not refused by the BPF hooks: reading their "
-                    "address needs CAP_PERFMON (docs/kernel-support.md)");
-        return {};
-    }
-    unix_bpf* skel = unix_bpf__open();
-    if (!skel)
-        return fail_errno("open the unix-socket BPF skeleton");
-    skel->rodata->pf_sandbox_level = sandbox_level;
-    bpf_program__set_expected_attach_type(skel->progs.pf_connect_unix, static_cast<bpf_attach_type>(connect_type));
-    bpf_program__set_expected_attach_type(skel->progs.pf_sendmsg_unix, static_cast<bpf_attach_type>(sendmsg_type));
-    // The same maps as the steering object: its refusals reach the same ring.
-    bpf_map* map = nullptr;
-    bpf_object__for_each_map(map, skel->obj)
-    {
-        if (bpf_map__is_internal(map))
-            continue;
-        const bpf_map* ours = bpf_object__find_map_by_name(skel_->obj, bpf_map__name(map));
-        if (!ours || bpf_map__reuse_fd(map, bpf_map__fd(ours)) != 0) {
-            unix_bpf__destroy(skel);
-            return fail(std::string("share map ") + bpf_map__name(map) + " with the unix-socket hooks", EINVAL);
-        }
-    }
-    if (int err = unix_bpf__load(skel); err != 0) {
-        unix_bpf__destroy(skel);
-        return fail("load the unix-socket BPF programs (the verifier log is above)", -err);
-    }
-    unix_skel_ = skel;
-    return {};
 }
 
 SteeringPrograms::~SteeringPrograms()
@@ -165,8 +149,6 @@ SteeringPrograms::~SteeringPrograms()
     detach_all();
     if (events_)
         ring_buffer__free(events_);
-    if (unix_skel_)
-        unix_bpf__destroy(unix_skel_);
     if (skel_)
         pinfold_bpf__destroy(skel_);
 }
@@ -235,9 +217,9 @@ Result<void> SteeringPrograms::attach_sandbox(int cgroup_fd, const std::string& 
         if (auto r = attach(hook.prog, cgroup_fd, pin_dir.empty() ? "" : pin_dir + "/sandbox_" + hook.name); !r)
             return r;
     }
-    if (unix_skel_) {
-        for (auto [prog, name] : {std::pair{unix_skel_->progs.pf_connect_unix, "connect_unix"},
-                                  std::pair{unix_skel_->progs.pf_sendmsg_unix, "sendmsg_unix"}}) {
+    if (unix_hooks_) {
+        for (auto [prog, name] : {std::pair{skel_->progs.pf_connect_unix, "connect_unix"},
+                                  std::pair{skel_->progs.pf_sendmsg_unix, "sendmsg_unix"}}) {
             if (auto r = attach(prog, cgroup_fd, pin_dir.empty() ? "" : pin_dir + "/sandbox_" + name); !r)
                 return r;
         }

@@ -12,7 +12,6 @@
 #include "pinfold_abi.h"
 
 struct pinfold_bpf;   // skeleton
-struct unix_bpf;      // skeleton of the unix-socket hooks
 struct bpf_program;
 struct bpf_link;
 struct ring_buffer;
@@ -23,18 +22,18 @@ class SteeringPrograms {
 public:
     using EventHandler = std::function<void(const pf_event&)>;
 
-    // Loads the embedded objects. `sandbox_level` is the depth below the
+    // Loads the embedded object. `sandbox_level` is the depth below the
     // cgroup2 root at which sandbox cgroups live. `capture_exe` (the caller
     // has CAP_PERFMON) loads the connect programs that capture executable
     // identity (bpf/lib/identity.h) and, on a kernel with the hooks, the
-    // unix-socket object (bpf/unix.bpf.c); with false, the connect programs
+    // unix-socket programs (bpf/lib/unix.h); with false, the connect programs
     // that never name the PERFMON helpers load instead, and no unix hooks.
     [[nodiscard]] static Result<std::unique_ptr<SteeringPrograms>> load(unsigned sandbox_level,
                                                                         bool capture_exe = false);
 
     // Whether abstract unix sockets are refused by the hooks; when not,
     // load() said why at warn level.
-    [[nodiscard]] bool unix_hooks_loaded() const noexcept { return unix_skel_ != nullptr; }
+    [[nodiscard]] bool unix_hooks_loaded() const noexcept { return unix_hooks_; }
     ~SteeringPrograms();
     SteeringPrograms(const SteeringPrograms&) = delete;
     SteeringPrograms& operator=(const SteeringPrograms&) = delete;
@@ -72,11 +71,8 @@ private:
     SteeringPrograms() = default;
     [[nodiscard]] Result<void> attach(::bpf_program* prog, int cgroup_fd, const std::string& pin_path);
 
-    // Loads bpf/unix.bpf.c when the kernel has the hooks and `perfmon`; else says why not.
-    [[nodiscard]] Result<void> load_unix_hooks(unsigned sandbox_level, bool perfmon);
-
     struct pinfold_bpf* skel_ = nullptr;
-    struct unix_bpf* unix_skel_ = nullptr;
+    bool unix_hooks_ = false;   // pf_connect_unix and pf_sendmsg_unix were loaded
     ::bpf_program* connect4_ = nullptr;   // the variant that was loaded
     ::bpf_program* connect6_ = nullptr;
     std::vector<std::pair<bpf_link*, std::string>> links_;

@@ -1,9 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The sandbox a hook runs for, and refusal events to the loader. Shared by
- * every BPF object that reports (pinfold.bpf.c, unix.bpf.c): each object has
- * its own copy of pf_sandbox_level, set by the loader before load, and the
- * loader makes them share one events_map.
+ * The sandbox a hook runs for, and refusal events to the loader
+ * (pinfold.bpf.c).
  */
 #ifndef PF_REPORT_H
 #define PF_REPORT_H

@@ -6,16 +6,19 @@
  * socket of the host (X11, D-Bus, systemd, containerd shims ...).
  *
  * cgroup connect_unix / sendmsg_unix (Linux 6.7) see the address but the
- * context does not expose sun_path; it is read through the kernel context
- * (bpf_cast_to_kern_ctx, 6.2) with bpf_probe_read_kernel, which needs
- * CAP_PERFMON at load. These hooks are therefore their own object
- * (unix.bpf.c), loaded only on a kernel with the hooks and by a loader with
- * CAP_PERFMON; elsewhere pinfold says at start that abstract sockets are not
- * refused by the hooks (Landlock's abstract-unix scope, 6.12, is then the
- * only barrier - see docs/security.md). A rodata switch inside the main
- * object did not do: libbpf resolves the kfunc of every program (6.1
- * without CAP_SYS_ADMIN fails the whole object), and the verifier of 6.1 and
- * 6.12 walks a switch's dead branch speculatively without CAP_PERFMON.
+ * context does not expose sun_path. The context pointer is the kernel's
+ * struct bpf_sock_addr_kern, so its uaddr and uaddrlen are read from it
+ * with bpf_probe_read_kernel (field offsets by CO-RE); passing the context
+ * pointer to that helper needs CAP_PERFMON at load. These programs live in
+ * pinfold.bpf.c with autoload off, and the loader turns them on only on a
+ * kernel with the hooks and with CAP_PERFMON; elsewhere the verifier never
+ * sees them and pinfold says at start that abstract sockets are not refused
+ * by the hooks (Landlock's abstract-unix scope, 6.12, is then the only
+ * barrier - see docs/security.md). No kfunc (bpf_cast_to_kern_ctx, 6.2):
+ * libbpf resolves the kfuncs of every program, loaded or not, and on 6.1 a
+ * missing one sends it to the module BTFs, which needs CAP_SYS_ADMIN - the
+ * reason these hooks once were a second object, whose load parsed the
+ * kernel's BTF a second time.
  */
 #ifndef PF_UNIX_H
 #define PF_UNIX_H
@@ -36,25 +39,24 @@ struct bpf_sock_addr_kern {
 	__u32 uaddrlen;
 } __attribute__((preserve_access_index));
 
-/* 6.2; the object is only loaded on 6.7+ (connect_unix). */
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
-
 /* 1 when the unix address of this connect/sendmsg is abstract (sun_path[0] == 0). */
 static __always_inline int pf_unix_is_abstract(struct bpf_sock_addr *ctx)
 {
-	struct bpf_sock_addr_kern *kctx;
+	struct bpf_sock_addr_kern *kctx = (struct bpf_sock_addr_kern *)ctx;
 	struct sockaddr *sa;
 	__u32 len;
-	char first = 1;
+	char first;
 
-	kctx = bpf_cast_to_kern_ctx(ctx);
-	len = BPF_CORE_READ(kctx, uaddrlen);
+	/* A read that fails cannot tell: refuse. */
+	if (bpf_core_read(&len, sizeof(len), &kctx->uaddrlen))
+		return 1;
 	/* sa_family only (autobind-style address): nothing to connect to. */
 	if (len <= sizeof(unsigned short))
 		return 0;
-	sa = BPF_CORE_READ(kctx, uaddr);
+	if (bpf_core_read(&sa, sizeof(sa), &kctx->uaddr))
+		return 1;
 	if (bpf_probe_read_kernel(&first, 1, &sa->sa_data[0]))
-		return 1;	/* cannot tell: refuse */
+		return 1;
 	return first == 0;
 }
 
