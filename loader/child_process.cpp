@@ -211,6 +211,7 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
             args.scratch_fds = scratch_fds.data();
             args.lifeline_fd = lifeline[0];
             args.report_fd = report[1];
+            args.held = spec.hold_command;
             run_sandbox_init(args);
         }
         run_child(spec, argv.data(), parent, report[1]);
@@ -237,13 +238,42 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
             ::close(report[0]);
             return err;
         }
+        if (spec.hold_command) {
+            child.report_fd_ = report[0];
+            return child;
+        }
     }
+    child.report_fd_ = report[0];
+    if (auto r = child.wait_for_exec(spec); !r)
+        return std::unexpected(r.error());
+    return child;
+}
+
+Result<void> ChildProcess::release(const SpawnSpec& spec)
+{
+    if (report_fd_ < 0 || lifeline_fd_ < 0)
+        return fail("release of a child that is not held");
+    char go = 1;
+    if (::write(lifeline_fd_, &go, 1) != 1) {
+        auto err = fail_errno("start the command in the sandbox");
+        signal(SIGKILL);
+        reap();
+        return err;
+    }
+    return wait_for_exec(spec);
+}
+
+Result<void> ChildProcess::wait_for_exec(const SpawnSpec& spec)
+{
+    ChildProcess& child = *this;
+    int report_fd = report_fd_;
+    report_fd_ = -1;
     ChildFailure failure{};
     ssize_t n;
     do {
-        n = ::read(report[0], &failure, sizeof failure);
+        n = ::read(report_fd, &failure, sizeof failure);
     } while (n < 0 && errno == EINTR);
-    ::close(report[0]);
+    ::close(report_fd);
     if (spec.sandbox) {
         // Sent before the command was started, so it is there by now.
         int fd = receive_fd(child.listener_fd_);
@@ -261,17 +291,18 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
             return fail("cannot execute " + spec.argv[0], failure.error);
         return fail(describe_failure(failure, *spec.sandbox));
     }
-    return child;
+    return {};
 }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
     : pid_(other.pid_), pidfd_(other.pidfd_), lifeline_fd_(other.lifeline_fd_), listener_fd_(other.listener_fd_),
-      status_(other.status_)
+      report_fd_(other.report_fd_), status_(other.status_)
 {
     other.pid_ = -1;
     other.pidfd_ = -1;
     other.lifeline_fd_ = -1;
     other.listener_fd_ = -1;
+    other.report_fd_ = -1;
 }
 
 ChildProcess::~ChildProcess()
@@ -286,6 +317,8 @@ ChildProcess::~ChildProcess()
         ::close(lifeline_fd_);
     if (listener_fd_ >= 0)
         ::close(listener_fd_);
+    if (report_fd_ >= 0)
+        ::close(report_fd_);
 }
 
 bool ChildProcess::signal(int sig) const noexcept

@@ -33,12 +33,23 @@ struct SpawnSpec {
     // pid, e.g. to place it in v1 cgroups) has returned.
     const SandboxPlan* sandbox = nullptr;
     std::function<Result<void>(pid_t)> before_start;
+    // Sandbox only: spawn() returns once the child is placed; it builds the
+    // sandbox (namespaces, mounts, seccomp) meanwhile, and the command is
+    // forked and executed only when release() is called. Lets the sandbox's
+    // set-up overlap the BPF load; nothing of the command runs before.
+    bool hold_command = false;
 };
 
 class ChildProcess {
 public:
     // Fails if the command cannot be executed (errno of execve, e.g. ENOENT).
+    // With `hold_command` that check (and any sandbox set-up failure) comes
+    // with release().
     [[nodiscard]] static Result<ChildProcess> spawn(const SpawnSpec& spec);
+    // For a child spawned with `hold_command`: lets the command start and
+    // waits for its exec, as spawn() does otherwise. `spec` is the one it was
+    // spawned with. On failure the child is reaped.
+    [[nodiscard]] Result<void> release(const SpawnSpec& spec);
 
     ChildProcess(ChildProcess&& other) noexcept;
     ChildProcess(const ChildProcess&) = delete;
@@ -63,10 +74,14 @@ public:
 
 private:
     ChildProcess(pid_t pid, int pidfd) noexcept : pid_(pid), pidfd_(pidfd) {}
+    // Reads the exec report (EOF: exec'd) and, for a sandbox, the seccomp
+    // listener; on failure the child is reaped.
+    [[nodiscard]] Result<void> wait_for_exec(const SpawnSpec& spec);
     pid_t pid_ = -1;
     int pidfd_ = -1;
     int lifeline_fd_ = -1;   // sandbox: its init exits when this closes
     int listener_fd_ = -1;   // sandbox: seccomp user notifications
+    int report_fd_ = -1;     // held sandbox: the ChildFailure pipe, read at release()
     std::optional<int> status_;
 };
 

@@ -267,6 +267,17 @@ void run_sandbox_init(const SandboxChildArgs& args) noexcept
     if (sigfd < 0)
         fail_setup(args, stage_fork, errno);
 
+    if (args.held) {
+        // Built, but the command waits for pinfold's second byte: sent once
+        // the programs are attached and the proxy is ready. EOF: it failed.
+        ssize_t again;
+        do {
+            again = ::read(args.lifeline_fd, &go, 1);
+        } while (again < 0 && errno == EINTR);
+        if (again != 1)
+            fail_setup(args, stage_sync, again < 0 ? errno : EPIPE);
+    }
+
     pid_t command = ::fork();
     if (command < 0)
         fail_setup(args, stage_fork, errno);

@@ -54,6 +54,7 @@ struct SandboxChildArgs {
     int lifeline_fd = -1;         // read end: one byte = go; EOF = pinfold is gone
     int report_fd = -1;           // write end of the ChildFailure pipe (O_CLOEXEC)
     int listener_sock = -1;       // unix socket: the seccomp listener goes to pinfold here
+    bool held = false;            // a second byte on the lifeline lets the command start
 };
 
 [[noreturn]] void run_sandbox_init(const SandboxChildArgs& args) noexcept;

@@ -773,9 +773,49 @@ int run_sandbox_checked(const RunOptions& options)
         proxy_start.emplace(std::move(*started));
     }
 
-    // 2. Programs are attached before anything runs in the cgroups, and
-    //    the sandbox has no configuration until the proxy is ready: a
-    //    connect before that is refused, never let through.
+    // The command's spec, and in host mode its sandbox: namespaces, mounts
+    // and seccomp are built now, while the programs load; the command
+    // itself is held until they are attached and the proxy is ready (step
+    // 4). Its mounts bind the trust bundle, so the (empty) files exist
+    // first and are filled in place once the proxy has made the CA.
+    SpawnSpec command_spec;
+    command_spec.argv = options.command;
+    command_spec.cgroup_fd = run.container ? -1 : run.sandbox_cgroup->fd();
+    if (run.container) {
+        // Same uid as pinfold (no CAP_SETUID here): without capabilities it
+        // can neither load programs of its own nor ptrace us or the proxy.
+        command_spec.strip_capabilities = true;
+    }
+    command_spec.ptrace_confined =
+        private_netns_needs_confinement(options.allow_private_netns, options.sandbox.enabled, run.container.has_value());
+    if (sandbox_plan) {
+        command_spec.sandbox = &*sandbox_plan;
+        command_spec.before_start = [&run](pid_t pid) {
+            return run.limits ? run.limits->place(pid) : Result<void>{};
+        };
+    }
+    auto command_failed = [&](const Error& e) {
+        bool not_executed = e.message.starts_with("cannot execute ");
+        int code = !not_executed ? exit_internal : e.code == ENOENT ? 127 : 126;
+        log()->error("{}", e.what());
+        teardown(run, audit);
+        return code;
+    };
+    if (sandbox_plan && !run.container) {
+        if (auto r = create_trust_bundle_files(trust, paths.lock_dir); !r)
+            return fail_run(r.error());
+        trust_files.emplace(trust);
+        command_spec.hold_command = true;
+        auto command = ChildProcess::spawn(command_spec);
+        if (!command)
+            return command_failed(command.error());
+        run.command.emplace(std::move(*command));
+    }
+
+    // 2. Programs are attached before anything of the job runs in the
+    //    cgroups (a held sandbox's init is pinfold's code and opens no
+    //    socket), and the sandbox has no configuration until the proxy is
+    //    ready: a connect before that is refused, never let through.
     auto programs = SteeringPrograms::load(sandbox_level, capture_exe);
     if (!programs && capture_exe) {
         // A kernel without the BTF the capture relocates against, say.
@@ -844,9 +884,12 @@ int run_sandbox_checked(const RunOptions& options)
             break;
         ca_pem.append(buf, static_cast<std::size_t>(got));
     }
-    if (auto r = write_trust_bundle(trust, ca_pem, system_ca_bundle, paths.lock_dir); !r)
+    if (auto r = trust_files ? fill_trust_bundle(trust, ca_pem, system_ca_bundle)
+                             : write_trust_bundle(trust, ca_pem, system_ca_bundle, paths.lock_dir);
+        !r)
         return fail_run(r.error());
-    trust_files.emplace(trust);
+    if (!trust_files)
+        trust_files.emplace(trust);
     // Without the namespace sandbox CMD inherits this environment.
     for (const std::string& entry : trust.environment()) {
         auto eq = entry.find('=');
@@ -874,34 +917,21 @@ int run_sandbox_checked(const RunOptions& options)
         return fail_run(r.error());
     log()->info("sandbox {} steered to proxy port {}", sandbox_id_of(run), *port);
 
-    // 4. The command, born inside the sandbox cgroup.
-    SpawnSpec command_spec;
-    command_spec.argv = options.command;
-    command_spec.cgroup_fd = run.container ? -1 : run.sandbox_cgroup->fd();
+    // 4. The command, born inside the sandbox cgroup (a held sandbox was
+    //    built during the load: only its command starts now).
     if (run.container) {
-        // Same uid as pinfold (no CAP_SETUID here): without capabilities it
-        // can neither load programs of its own nor ptrace us or the proxy.
-        command_spec.strip_capabilities = true;
         if (auto r = enter_container_mode(); !r)
             return fail_run(r.error());
     }
-    command_spec.ptrace_confined =
-        private_netns_needs_confinement(options.allow_private_netns, options.sandbox.enabled, run.container.has_value());
-    if (sandbox_plan) {
-        command_spec.sandbox = &*sandbox_plan;
-        command_spec.before_start = [&run](pid_t pid) {
-            return run.limits ? run.limits->place(pid) : Result<void>{};
-        };
+    if (run.command) {
+        if (auto r = run.command->release(command_spec); !r)
+            return command_failed(r.error());
+    } else {
+        auto command = ChildProcess::spawn(command_spec);
+        if (!command)
+            return command_failed(command.error());
+        run.command.emplace(std::move(*command));
     }
-    auto command = ChildProcess::spawn(command_spec);
-    if (!command) {
-        bool not_executed = command.error().message.starts_with("cannot execute ");
-        int code = !not_executed ? exit_internal : command.error().code == ENOENT ? 127 : 126;
-        log()->error("{}", command.error().what());
-        teardown(run, audit);
-        return code;
-    }
-    run.command.emplace(std::move(*command));
     if (run.exe_lookup) {
         // A command that is already gone leaves nothing to look up: lookups
         // are then refused (fail closed).

@@ -13,10 +13,15 @@ namespace pinfold::loader {
 
 namespace {
 
-Result<void> write_file(const std::string& path, const std::string& text)
+// `create`: a new file; else the (empty) file create_trust_bundle_files
+// made, written in place: a sandbox may already have it bind-mounted.
+Result<void> write_file(const std::string& path, const std::string& text, bool create = true)
 {
-    // O_EXCL|O_NOFOLLOW: never write through something planted in the way.
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    // O_EXCL|O_NOFOLLOW: never write through something planted in the way
+    // (between create and fill only pinfold's own user can write the
+    // directory, and no command of the run has started yet).
+    int fd = create ? ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)
+                    : ::open(path.c_str(), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return fail_errno("create " + path);
     std::size_t done = 0;
@@ -90,12 +95,8 @@ TrustBundle plan_trust_bundle(const std::string& run_name, const std::string& pa
     return b;
 }
 
-Result<void> write_trust_bundle(const TrustBundle& bundle, const std::string& ca_pem, std::string_view system_bundle,
-                                const std::string& lock_dir)
+Result<void> create_trust_bundle_files(const TrustBundle& bundle, const std::string& lock_dir)
 {
-    if (ca_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos ||
-        ca_pem.find("PRIVATE KEY") != std::string::npos)
-        return fail("the proxy reported no CA certificate (or more than a certificate)");
     std::filesystem::path dir(bundle.directory);
     if (::mkdir(dir.parent_path().c_str(), 0755) != 0 && errno != EEXIST)
         return fail_errno("create " + dir.parent_path().string());
@@ -106,7 +107,16 @@ Result<void> write_trust_bundle(const TrustBundle& bundle, const std::string& ca
     if (::mkdir(dir.c_str(), 0755) != 0)
         return fail_errno("create " + bundle.directory);
     ::chmod(dir.c_str(), 0755);
+    if (auto r = write_file(bundle.ca_path, ""); !r)
+        return r;
+    return write_file(bundle.bundle_path, "");
+}
 
+Result<void> fill_trust_bundle(const TrustBundle& bundle, const std::string& ca_pem, std::string_view system_bundle)
+{
+    if (ca_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos ||
+        ca_pem.find("PRIVATE KEY") != std::string::npos)
+        return fail("the proxy reported no CA certificate (or more than a certificate)");
     std::string roots;
     std::ifstream in{std::string(system_bundle), std::ios::binary};
     if (in) {
@@ -116,9 +126,20 @@ Result<void> write_trust_bundle(const TrustBundle& bundle, const std::string& ca
         if (!roots.empty() && roots.back() != '\n')
             roots += '\n';
     }
-    if (auto r = write_file(bundle.ca_path, ca_pem); !r)
+    if (auto r = write_file(bundle.ca_path, ca_pem, false); !r)
         return r;
-    return write_file(bundle.bundle_path, roots + "# pinfold run CA\n" + ca_pem);
+    return write_file(bundle.bundle_path, roots + "# pinfold run CA\n" + ca_pem, false);
+}
+
+Result<void> write_trust_bundle(const TrustBundle& bundle, const std::string& ca_pem, std::string_view system_bundle,
+                                const std::string& lock_dir)
+{
+    if (ca_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos ||
+        ca_pem.find("PRIVATE KEY") != std::string::npos)
+        return fail("the proxy reported no CA certificate (or more than a certificate)");
+    if (auto r = create_trust_bundle_files(bundle, lock_dir); !r)
+        return r;
+    return fill_trust_bundle(bundle, ca_pem, system_bundle);
 }
 
 void remove_trust_bundle(const TrustBundle& bundle) noexcept
