@@ -5,8 +5,8 @@
  * decisions live in lib/steer.h.
  *
  * Flow of one connection:
- *   connect4/6 (sandbox)      record origin by socket cookie, rewrite to proxy
- *   TCP_CONNECT_CB (sandbox)  source port now known: move record to flow_map
+ *   connect4/6 (sandbox)      record origin on the socket, rewrite to proxy
+ *   TCP_CONNECT_CB (sandbox)  source port now known: copy record to flow_map
  *   PASSIVE_ESTABLISHED_CB    (proxy) move record into accepted socket storage
  */
 #include <linux/bpf.h>
@@ -57,6 +57,16 @@ static __always_inline void pf_fill_identity(struct pf_origin *o, __u64 sandbox,
 #define PF_STEER_REWRITE 1	/* to loopback; the port is already set */
 #define PF_STEER_DIRECT 2	/* leave it: the sandbox's own loopback server */
 
+/* The DNS peer record of a socket (dns_peer_map); `create` makes it. */
+static __always_inline struct pf_flow_key *pf_dns_peer(struct bpf_sock *sk,
+							int create)
+{
+	if (!sk)
+		return 0;
+	return bpf_sk_storage_get(&dns_peer_map, sk, 0,
+				  create ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+}
+
 /*
  * Shared by connect4 and connect6 once the origin is filled in.
  * `own_local`: the destination is a loopback socket this sandbox bound.
@@ -66,10 +76,10 @@ static __always_inline int pf_steer(struct bpf_sock_addr *ctx,
 				    int own_local, const int capture)
 {
 	struct pf_sandbox_config *cfg;
-	struct pf_flow_key peer = {};
+	struct pf_flow_key *peer;
+	struct pf_origin *pending;
 	__u32 reason, route;
 	__u16 port;
-	__u64 cookie;
 
 	cfg = bpf_map_lookup_elem(&sandbox_map, &sandbox);
 	route = pf_connect_route(cfg, bpf_get_netns_cookie(ctx), ctx->type,
@@ -83,19 +93,24 @@ static __always_inline int pf_steer(struct bpf_sock_addr *ctx,
 	if (route == PF_ROUTE_DIRECT)
 		return PF_STEER_DIRECT;
 	port = route == PF_ROUTE_DNS ? cfg->dns_port : cfg->proxy_port;
-	cookie = bpf_get_socket_cookie(ctx);
 	if (pf_is_udp(ctx->type, ctx->protocol)) {
 		/* Connected UDP to port 53: recvmsg restores the reply's source. */
-		__builtin_memcpy(peer.addr, o->orig_addr, PF_ADDR_LEN);
-		peer.port = o->orig_port;
-		if (bpf_map_update_elem(&dns_peer_map, &cookie, &peer, BPF_ANY))
+		peer = pf_dns_peer(ctx->sk, 1);
+		if (!peer)
 			return PF_STEER_DENY;
+		__builtin_memcpy(peer->addr, o->orig_addr, PF_ADDR_LEN);
+		peer->port = o->orig_port;
 	} else {
 		pf_fill_identity(o, sandbox, port, capture);
-		o->socket_cookie = cookie;
+		o->socket_cookie = bpf_get_socket_cookie(ctx);
 		/* Without a record the proxy refuses the connection: fail closed. */
-		if (bpf_map_update_elem(&pending_map, &o->socket_cookie, o, BPF_ANY))
+		if (!ctx->sk)
 			return PF_STEER_DENY;
+		pending = bpf_sk_storage_get(&pending_map, ctx->sk, 0,
+					     BPF_SK_STORAGE_GET_F_CREATE);
+		if (!pending)
+			return PF_STEER_DENY;
+		__builtin_memcpy(pending, o, sizeof(*o));
 	}
 	ctx->user_port = bpf_htons(port);
 	return PF_STEER_REWRITE;
@@ -194,9 +209,8 @@ static __always_inline int pf_datagram(struct bpf_sock_addr *ctx,
 				       __u16 family, int own_local)
 {
 	struct pf_sandbox_config *cfg;
-	struct pf_flow_key peer = {};
+	struct pf_flow_key *peer;
 	__u64 sandbox = pf_sandbox_id();
-	__u64 cookie;
 	__u32 reason, route;
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 
@@ -210,12 +224,12 @@ static __always_inline int pf_datagram(struct bpf_sock_addr *ctx,
 			  sandbox, addr, port, family, ctx->type, ctx->protocol);
 		return PF_STEER_DENY;
 	}
-	cookie = bpf_get_socket_cookie(ctx);
-	__builtin_memcpy(peer.addr, addr, PF_ADDR_LEN);
-	peer.port = port;
 	/* No record, no restored source: the client would drop the reply. */
-	if (bpf_map_update_elem(&dns_peer_map, &cookie, &peer, BPF_ANY))
+	peer = pf_dns_peer(ctx->sk, 1);
+	if (!peer)
 		return PF_STEER_DENY;
+	__builtin_memcpy(peer->addr, addr, PF_ADDR_LEN);
+	peer->port = port;
 	ctx->user_port = bpf_htons(cfg->dns_port);
 	return PF_STEER_REWRITE;
 }
@@ -273,13 +287,11 @@ pf_dns_peer_of(struct bpf_sock_addr *ctx, __u16 src_port)
 {
 	struct pf_sandbox_config *cfg;
 	__u64 sandbox = pf_sandbox_id();
-	__u64 cookie;
 
 	cfg = bpf_map_lookup_elem(&sandbox_map, &sandbox);
 	if (!cfg || !cfg->dns_port || src_port != cfg->dns_port)
 		return 0;
-	cookie = bpf_get_socket_cookie(ctx);
-	return bpf_map_lookup_elem(&dns_peer_map, &cookie);
+	return pf_dns_peer(ctx->sk, 0);
 }
 
 SEC("cgroup/recvmsg4")
@@ -479,12 +491,15 @@ static __always_inline void pf_on_connect(struct bpf_sock_ops *skops)
 {
 	struct pf_flow_key key = {};
 	struct pf_origin *o;
-	__u64 cookie;
+	struct bpf_sock *sk;
 	__u32 ip6[4];
 
-	cookie = bpf_get_socket_cookie(skops);
-	o = bpf_map_lookup_elem(&pending_map, &cookie);
-	if (!o)
+	sk = skops->sk;
+	if (!sk)
+		return;
+	o = bpf_sk_storage_get(&pending_map, sk, 0, 0);
+	/* proxy_port 0: no record, or one a connect of this socket already used. */
+	if (!o || !o->proxy_port)
 		return;
 	ip6[0] = pf_ctx_u32(&skops->local_ip6[0]);
 	ip6[1] = pf_ctx_u32(&skops->local_ip6[1]);
@@ -493,7 +508,7 @@ static __always_inline void pf_on_connect(struct bpf_sock_ops *skops)
 	pf_flow_key_of(&key, skops->family, skops->local_ip4, ip6,
 		       (__u16)skops->local_port);
 	bpf_map_update_elem(&flow_map, &key, o, BPF_ANY);
-	bpf_map_delete_elem(&pending_map, &cookie);
+	o->proxy_port = 0;
 }
 
 /* Proxy side: the handshake completed on a listener's child socket. */

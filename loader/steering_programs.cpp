@@ -109,6 +109,14 @@ Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbo
     if (!self->skel_)
         return fail_errno("open BPF skeleton");
     self->skel_->rodata->pf_sandbox_level = sandbox_level;
+    // An LRU map hands each CPU free elements 128 at a time, so with many
+    // CPUs a small one evicts long before it is full: at least 256 per
+    // possible CPU (bpf/lib/maps.h has the sizes and why eviction is safe).
+    if (int cpus = libbpf_num_possible_cpus(); cpus > 0) {
+        for (bpf_map* lru : {self->skel_->maps.flow_map, self->skel_->maps.local_flow_map})
+            if (bpf_map__max_entries(lru) < 256u * static_cast<unsigned>(cpus))
+                bpf_map__set_max_entries(lru, 256u * static_cast<unsigned>(cpus));
+    }
     // One variant of each connect program is loaded (pinfold.bpf.c), so a
     // loader without CAP_PERFMON never shows the verifier the capture's
     // helpers, not even on a dead branch (6.1/6.12 walk those speculatively).
