@@ -244,6 +244,8 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
         }
     }
     child.report_fd_ = report[0];
+    if (spec.defer_exec_check && !spec.sandbox)
+        return child;
     if (auto r = child.wait_for_exec(spec); !r)
         return std::unexpected(r.error());
     return child;
@@ -265,6 +267,8 @@ Result<void> ChildProcess::release(const SpawnSpec& spec)
 
 Result<void> ChildProcess::wait_for_exec(const SpawnSpec& spec)
 {
+    if (report_fd_ < 0)
+        return {};   // already confirmed
     ChildProcess& child = *this;
     int report_fd = report_fd_;
     report_fd_ = -1;

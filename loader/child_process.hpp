@@ -38,6 +38,10 @@ struct SpawnSpec {
     // forked and executed only when release() is called. Lets the sandbox's
     // set-up overlap the BPF load; nothing of the command runs before.
     bool hold_command = false;
+    // Without a sandbox: spawn() returns right after the clone; whether the
+    // exec worked comes from confirm_exec() (a child whose exec failed has
+    // exited with 127 by then). Lets pinfold go on while the child execs.
+    bool defer_exec_check = false;
 };
 
 class ChildProcess {
@@ -50,6 +54,9 @@ public:
     // waits for its exec, as spawn() does otherwise. `spec` is the one it was
     // spawned with. On failure the child is reaped.
     [[nodiscard]] Result<void> release(const SpawnSpec& spec);
+    // For a child spawned with `defer_exec_check`: waits for its exec (or
+    // its report that the exec failed).
+    [[nodiscard]] Result<void> confirm_exec(const SpawnSpec& spec) { return wait_for_exec(spec); }
 
     ChildProcess(ChildProcess&& other) noexcept;
     ChildProcess(const ChildProcess&) = delete;

@@ -646,6 +646,7 @@ int run_sandbox_checked(const RunOptions& options)
         OwnedFd ready_read;
         OwnedFd ca_read;
         OwnedFd handover;   // our end; -1 without a handover
+        SpawnSpec spec;     // its exec is confirmed after the load
     };
     auto start_proxy = [&](bool handover) -> Result<ProxyStart> {
         OwnedFd handover_theirs;
@@ -747,6 +748,7 @@ int run_sandbox_checked(const RunOptions& options)
             proxy_spec.drop_privileges = true;
         }
         proxy_spec.stdin_null = true;
+        proxy_spec.defer_exec_check = handover;
         auto proxy = ChildProcess::spawn(proxy_spec);
         if (!proxy)
             return std::unexpected(proxy.error());
@@ -763,6 +765,7 @@ int run_sandbox_checked(const RunOptions& options)
         proxy_audit.reset();
         handover_theirs.reset();
         started.handover = std::move(handover_ours);
+        started.spec = std::move(proxy_spec);
         return started;
     };
     std::optional<ProxyStart> proxy_start;
@@ -852,6 +855,8 @@ int run_sandbox_checked(const RunOptions& options)
         return fail_run(r.error());
 
     if (proxy_start) {
+        if (auto r = run.proxy->confirm_exec(proxy_start->spec); !r)
+            return fail_run(r.error());
         ProxyHandover maps;
         maps.origin_map_fd = run.programs->origin_map_fd();
         maps.degraded_identity = !capture_exe;
