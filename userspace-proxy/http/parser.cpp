@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <array>
 #include <cstdint>
+#include <cstring>
 
 namespace pinfold::http {
 
@@ -20,32 +21,76 @@ std::unexpected<ParseError> error(int status, const char* reason)
     return std::unexpected(ParseError{status, reason});
 }
 
+// Bytes find_head_end must look at: CR, LF and the controls a head may not
+// hold (all but HTAB). Everything else is skipped with one table lookup.
+constexpr std::array<bool, 256> head_special = [] {
+    std::array<bool, 256> table{};
+    for (unsigned c = 0; c < 256; ++c)
+        table[c] = c != '\t' && syntax::is_ctl(static_cast<unsigned char>(c));
+    return table;
+}();
+
+// Whether one of the 8 bytes of w is below 0x20 or is 0x7f (exact, not a
+// heuristic: without such a byte no subtraction below borrows, and bytes of
+// 0x80 and up are masked by ~w). A word without one holds no CR, LF or
+// control and is skipped whole; one with one is looked at byte by byte.
+constexpr bool word_has_control(std::uint64_t w) noexcept
+{
+    constexpr std::uint64_t ones = 0x0101010101010101ULL;
+    constexpr std::uint64_t highs = 0x8080808080808080ULL;
+    const std::uint64_t below_space = (w - ones * 0x20) & ~w & highs;
+    const std::uint64_t del = w ^ (ones * 0x7f);
+    const std::uint64_t is_del = (del - ones) & ~del & highs;
+    return (below_space | is_del) != 0;
+}
+
 // Finds the end of the head (just past CRLFCRLF) while rejecting, as early as
 // the bytes allow, anything that can never become a valid head: a bare CR or
 // LF, a control byte, an empty line before the start line. Rejecting early
 // means a hostile peer cannot make us wait for max_head_bytes to learn it.
+// `checked` bytes of buf were scanned before without finding an end or an
+// error; it is updated when this scan too ends without either.
 std::expected<std::optional<std::size_t>, ParseError> find_head_end(std::string_view buf, const Limits& limits,
-                                                                    int bad_status, int too_large_status)
+                                                                    int bad_status, int too_large_status,
+                                                                    std::size_t& checked)
 {
     if (!buf.empty() && (buf[0] == '\r' || buf[0] == '\n'))
         return error(bad_status, "empty line before start line");
     const std::size_t scan = std::min(buf.size(), limits.max_head_bytes);
-    for (std::size_t i = 0; i < scan; ++i) {
-        const auto c = static_cast<unsigned char>(buf[i]);
-        if (c == '\n') {
-            if (buf[i - 1] != '\r')
-                return error(bad_status, "bare LF in head");
-            if (i >= 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r')
-                return std::optional<std::size_t>{i + 1};
-        } else if (c == '\r') {
-            if (i + 1 < buf.size() && buf[i + 1] != '\n')
-                return error(bad_status, "bare CR in head");
-        } else if (c != '\t' && syntax::is_ctl(c)) {
-            return error(bad_status, "control character in head");
+    // Every verdict on byte i depends only on bytes i-3..i+1, so the bytes
+    // already checked need no second look; a CR whose next byte had not
+    // arrived was left out of `checked` and is looked at again.
+    std::size_t i = checked <= scan ? checked : 0;
+    while (i < scan) {
+        if (scan - i >= 8) {
+            std::uint64_t word;
+            std::memcpy(&word, buf.data() + i, sizeof word);
+            if (!word_has_control(word)) {
+                i += 8;
+                continue;
+            }
+        }
+        const std::size_t stop = std::min(scan, i + 8);
+        for (; i < stop; ++i) {
+            const auto c = static_cast<unsigned char>(buf[i]);
+            if (!head_special[c])
+                continue;
+            if (c == '\n') {
+                if (buf[i - 1] != '\r')
+                    return error(bad_status, "bare LF in head");
+                if (i >= 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r')
+                    return std::optional<std::size_t>{i + 1};
+            } else if (c == '\r') {
+                if (i + 1 < buf.size() && buf[i + 1] != '\n')
+                    return error(bad_status, "bare CR in head");
+            } else {
+                return error(bad_status, "control character in head");
+            }
         }
     }
     if (buf.size() >= limits.max_head_bytes)
         return error(too_large_status, "head too large");
+    checked = scan > 0 && buf[scan - 1] == '\r' ? scan - 1 : scan;
     return std::optional<std::size_t>{};
 }
 
@@ -65,6 +110,22 @@ public:
         return line;
     }
 
+    // Lines not yet read (memchr: std::count is a byte loop here).
+    [[nodiscard]] std::size_t count() const noexcept
+    {
+        std::size_t lines = 0;
+        const char* p = rest_.data();
+        const char* const end = p + rest_.size();
+        while (p < end) {
+            const void* lf = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
+            if (lf == nullptr)
+                break;
+            ++lines;
+            p = static_cast<const char*>(lf) + 1;
+        }
+        return lines;
+    }
+
 private:
     std::string_view rest_;
 };
@@ -79,10 +140,9 @@ std::expected<Header, const char*> parse_field_line(std::string_view line)
     const auto name = line.substr(0, colon);
     if (!syntax::is_token(name))
         return std::unexpected("invalid field name");
+    // Every byte of the value is a field-char already: find_head_end let no
+    // control but HTAB through, and CR/LF only as line ends.
     const auto value = syntax::trim_ows(line.substr(colon + 1));
-    for (char c : value)
-        if (!syntax::is_field_char(static_cast<unsigned char>(c)))
-            return std::unexpected("invalid character in field value");
     return Header{std::string(name), std::string(value)};
 }
 
@@ -91,6 +151,8 @@ std::expected<std::vector<Header>, ParseError> parse_fields(LineReader& lines, c
                                                             int bad_status, int too_many_status)
 {
     std::vector<Header> headers;
+    // One allocation instead of a growth (and a move of every Header) per doubling.
+    headers.reserve(std::min(lines.count(), limits.max_headers + 1));
     while (auto line = lines.next()) {
         if (headers.size() >= limits.max_headers)
             return error(too_many_status, "too many header fields");
@@ -281,9 +343,12 @@ std::expected<std::string_view, ParseError> check_target(std::string_view target
 
 } // namespace
 
-RequestParse parse_request_head(std::string_view buffer, const Limits& limits)
+RequestParse parse_request_head(std::string_view buffer, const Limits& limits, HeadScan* scan)
 {
-    const auto end = find_head_end(buffer, limits, 400, 431);
+    std::size_t checked = scan ? scan->checked : 0;
+    const auto end = find_head_end(buffer, limits, 400, 431, checked);
+    if (scan)
+        scan->checked = end && !*end ? checked : 0;
     if (!end)
         return std::unexpected(end.error());
     if (!*end)
@@ -393,9 +458,13 @@ RequestParse parse_request_head(std::string_view buffer, const Limits& limits)
     return std::optional{std::pair{std::move(head), head_size}};
 }
 
-ResponseParse parse_response_head(std::string_view buffer, std::string_view request_method, const Limits& limits)
+ResponseParse parse_response_head(std::string_view buffer, std::string_view request_method, const Limits& limits,
+                                  HeadScan* scan)
 {
-    const auto end = find_head_end(buffer, limits, 502, 502);
+    std::size_t checked = scan ? scan->checked : 0;
+    const auto end = find_head_end(buffer, limits, 502, 502, checked);
+    if (scan)
+        scan->checked = end && !*end ? checked : 0;
     if (!end)
         return std::unexpected(end.error());
     if (!*end)

@@ -22,15 +22,26 @@ namespace pinfold::http {
 using RequestParse = std::expected<std::optional<std::pair<RequestHead, std::size_t>>, ParseError>;
 using ResponseParse = std::expected<std::optional<std::pair<ResponseHead, std::size_t>>, ParseError>;
 
+// Where the search for the end of a head stopped in a buffer that so far
+// held only a prefix of one. Passed back with the same buffer grown at its
+// end, the scan resumes there instead of rescanning every byte on every
+// read; the result is the same as parsing the whole buffer afresh. Reset it
+// (= {}) whenever the buffer loses bytes at its front or is replaced; a
+// buffer shorter than what was scanned is scanned from its start.
+struct HeadScan {
+    std::size_t checked = 0;
+};
+
 // Statuses: 400 malformed, 417 Expect other than 100-continue, 431 head too
 // large or too many fields, 501 method or transfer-coding not supported,
 // 505 HTTP version other than 1.0/1.1.
-[[nodiscard]] RequestParse parse_request_head(std::string_view buffer, const Limits& limits = {});
+[[nodiscard]] RequestParse parse_request_head(std::string_view buffer, const Limits& limits = {},
+                                              HeadScan* scan = nullptr);
 
 // request_method decides whether the response can have a body (HEAD cannot).
 // Every error has status 502.
 [[nodiscard]] ResponseParse parse_response_head(std::string_view buffer, std::string_view request_method,
-                                                const Limits& limits = {});
+                                                const Limits& limits = {}, HeadScan* scan = nullptr);
 
 // Canonical HTTP/1.1 head to send upstream: request line with `target`, the
 // client's fields in order minus hop-by-hop ones (Connection, Keep-Alive,

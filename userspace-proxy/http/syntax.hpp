@@ -2,6 +2,7 @@
 // Character classes and small helpers from RFC 9110/9112, shared by the head
 // parser, the body decoder and the serializer. Internal to pinfold_http.
 
+#include <array>
 #include <cstddef>
 #include <string_view>
 
@@ -17,7 +18,7 @@ namespace pinfold::http::syntax {
 }
 
 // tchar from RFC 9110 5.6.2.
-[[nodiscard]] constexpr bool is_tchar(unsigned char c) noexcept
+[[nodiscard]] constexpr bool is_tchar_by_rule(unsigned char c) noexcept
 {
     if (is_alpha(c) || is_digit(c))
         return true;
@@ -29,6 +30,16 @@ namespace pinfold::http::syntax {
         return false;
     }
 }
+
+// Field names are checked byte by byte on every head: one lookup per byte.
+inline constexpr std::array<bool, 256> tchar_table = [] {
+    std::array<bool, 256> table{};
+    for (unsigned c = 0; c < 256; ++c)
+        table[c] = is_tchar_by_rule(static_cast<unsigned char>(c));
+    return table;
+}();
+
+[[nodiscard]] constexpr bool is_tchar(unsigned char c) noexcept { return tchar_table[c]; }
 
 [[nodiscard]] constexpr bool is_ows(unsigned char c) noexcept { return c == ' ' || c == '\t'; }
 
