@@ -90,6 +90,12 @@ std::optional<std::string> canonical_ip(std::string_view text)
     int family = text.find(':') == std::string_view::npos ? AF_INET : AF_INET6;
     if (inet_pton(family, input, address) != 1)
         return std::nullopt;
+    // glibc's inet_pton takes IPv4 only as a dotted quad of decimal octets
+    // without leading zeros, which is exactly what inet_ntop writes: the
+    // text is canonical already (and inet_ntop's sprintf was a hot spot of
+    // every request's decision).
+    if (family == AF_INET)
+        return std::string(text);
     if (inet_ntop(family, address, output, sizeof output) == nullptr)
         return std::nullopt;
     return std::string(output);
