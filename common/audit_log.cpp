@@ -37,7 +37,10 @@ void append_rfc3339_utc(std::string& out, std::int64_t unix_time_ns)
         cache.second = seconds;
     }
     out.append(cache.text, cache.size);
-    fmt::format_to(std::back_inserter(out), ".{:06}Z", micros);
+    char fraction[8] = {'.', '0', '0', '0', '0', '0', '0', 'Z'};
+    for (int digit = 6; digit >= 1 && micros > 0; --digit, micros /= 10)
+        fraction[digit] = static_cast<char>('0' + micros % 10);
+    out.append(fraction, sizeof fraction);
 }
 
 // Length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlong
@@ -134,6 +137,16 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
     append_json_string(out, value);
 }
 
+// fmt::format_int writes into its own buffer: no format string to parse
+// and no back_inserter growth, on every record.
+template <typename T>
+void append_number(std::string& out, std::string_view prefix, T value)
+{
+    const fmt::format_int text(value);
+    out.append(prefix);
+    out.append(text.data(), text.size());
+}
+
 void append_optional(std::string& out, std::string_view name, const std::string& value)
 {
     if (!value.empty())
@@ -151,8 +164,10 @@ void append_audit_record(std::string& out, const AuditRecord& r, std::int64_t un
     out.push_back('"');
     append_field(out, "event", r.event);
     append_optional(out, "verdict", r.verdict);
-    fmt::format_to(std::back_inserter(out), ",\"sandbox\":{},\"pid\":{},\"uid\":{},\"cgroup\":{}", r.sandbox, r.pid,
-                   r.uid, r.cgroup);
+    append_number(out, ",\"sandbox\":", r.sandbox);
+    append_number(out, ",\"pid\":", r.pid);
+    append_number(out, ",\"uid\":", r.uid);
+    append_number(out, ",\"cgroup\":", r.cgroup);
     append_optional(out, "exe", r.exe);
     append_optional(out, "exe_id", r.exe_id);
     append_optional(out, "identity", r.identity);
@@ -166,8 +181,10 @@ void append_audit_record(std::string& out, const AuditRecord& r, std::int64_t un
         append_field(out, "rule", r.rule);
     append_optional(out, "reason", r.reason);
     if (r.status)
-        fmt::format_to(std::back_inserter(out), ",\"status\":{}", *r.status);
-    fmt::format_to(std::back_inserter(out), ",\"bytes_in\":{},\"bytes_out\":{}}}", r.bytes_in, r.bytes_out);
+        append_number(out, ",\"status\":", *r.status);
+    append_number(out, ",\"bytes_in\":", r.bytes_in);
+    append_number(out, ",\"bytes_out\":", r.bytes_out);
+    out.push_back('}');
 }
 
 std::string format_audit_record(const AuditRecord& r, std::int64_t unix_time_ns)
