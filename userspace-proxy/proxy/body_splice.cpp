@@ -68,6 +68,10 @@ BodySplice::Step BodySplice::pump(int from, int to) noexcept
                 left_to_read_ -= static_cast<std::uint64_t>(n);
                 queued_ += static_cast<std::size_t>(n);
                 moved = true;
+                // Less than asked: the socket is drained (or the pipe's slots
+                // are), and another try would only learn EAGAIN. Epoll is
+                // level-triggered: it reports the next bytes.
+                source_blocked = static_cast<std::size_t>(n) < want;
             } else if (n == 0) {
                 source_eof_ = true;
             } else if (errno == EAGAIN) {
@@ -78,8 +82,12 @@ BodySplice::Step BodySplice::pump(int from, int to) noexcept
             }
         }
         if (!destination_blocked && queued_ > 0) {
+            // No SPLICE_F_MORE although more of the body may follow: TCP
+            // would hold a partial segment back until the next send, and an
+            // upstream that pauses would leave the client without the tail.
             ssize_t n = ::splice(pipe_read_, nullptr, to, nullptr, queued_, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
             if (n > 0) {
+                destination_blocked = static_cast<std::size_t>(n) < queued_;   // send buffer full
                 queued_ -= static_cast<std::size_t>(n);
                 delivered_ += static_cast<std::uint64_t>(n);
                 moved = true;

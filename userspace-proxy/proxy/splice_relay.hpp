@@ -38,18 +38,20 @@ private:
     struct Direction {
         int pipe_read = -1;
         int pipe_write = -1;
+        std::size_t capacity = 0;
+        bool grown = false;       // a growth was tried (it may have been refused)
         std::size_t queued = 0;   // bytes sitting in the pipe
         std::uint64_t total = 0;
         bool source_eof = false;
         bool shut = false;        // SHUT_WR sent to the destination
     };
     SpliceRelay() = default;
+    static void grow(Direction& d) noexcept;
     bool move(int from, int to, Direction& d, std::string& error) noexcept;
     [[nodiscard]] std::uint32_t events_for(const Direction& reading, const Direction& writing) const noexcept;
 
     Direction up_;     // client -> upstream
     Direction down_;   // upstream -> client
-    std::size_t capacity_ = 0;
 };
 
 } // namespace pinfold::proxy
