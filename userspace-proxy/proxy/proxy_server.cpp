@@ -160,6 +160,9 @@ struct Connection {
     bool upstream_connecting = false;
     Phase phase = Phase::head;
     bool first_request = true;
+    // Where the head parsers stopped in client_in / upstream_in, so a head
+    // arriving in pieces is scanned once (reset when a head is consumed).
+    http::HeadScan request_head_scan, response_head_scan;
     // The exchange in progress.
     std::optional<http::BodyDecoder> request_body;
     std::optional<RequestBodyScan> request_scan;   // credentials in the request body (wire and de-chunked)
@@ -171,6 +174,9 @@ struct Connection {
     std::string method;
     AuditRecord record;
     bool record_pending = false;
+    // The per-connection part of every record (origin, identity,
+    // destination), formatted once; each request starts from a copy.
+    std::optional<AuditRecord> record_base;
     std::uint32_t client_mask = 0;
     std::uint32_t upstream_mask = 0;
     Clock::time_point deadline;
@@ -640,8 +646,10 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
             return step_hello(c);
         c.classified = true;
     }
-    auto parsed = http::parse_request_head(c.client_in);
-    c.record = record_for(c.origin);
+    auto parsed = http::parse_request_head(c.client_in, {}, &c.request_head_scan);
+    if (!c.record_base)
+        c.record_base = record_for(c.origin);
+    c.record = *c.record_base;
     if (!parsed) {
         // Bytes that do not even start like a request line are not HTTP:
         // close without an answer the other protocol could misread.
@@ -733,6 +741,7 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     c.response_body.reset();
     c.response_length_known = false;
     c.response_head_seen = false;
+    c.response_head_scan = {};
     c.response_until_close = false;
     c.keep_alive = head.keep_alive;
     c.phase = Phase::exchange;
@@ -778,7 +787,7 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
     }
     // Response, upstream -> client.
     while (!c.response_head_seen && !c.upstream_in.empty()) {
-        auto parsed = http::parse_response_head(c.upstream_in, c.method);
+        auto parsed = http::parse_response_head(c.upstream_in, c.method, {}, &c.response_head_scan);
         if (!parsed) {
             reject(c, 502, c.record.rule, "malformed response from upstream: " + parsed.error().reason);
             return true;
