@@ -805,7 +805,7 @@ int run_sandbox_checked(const RunOptions& options)
         return code;
     };
     if (sandbox_plan && !run.container) {
-        if (auto r = create_trust_bundle_files(trust, paths.lock_dir); !r)
+        if (auto r = create_trust_bundle_files(trust, paths.lock_dir, system_ca_bundle); !r)
             return fail_run(r.error());
         trust_files.emplace(trust);
         command_spec.hold_command = true;
@@ -889,7 +889,7 @@ int run_sandbox_checked(const RunOptions& options)
             break;
         ca_pem.append(buf, static_cast<std::size_t>(got));
     }
-    if (auto r = trust_files ? fill_trust_bundle(trust, ca_pem, system_ca_bundle)
+    if (auto r = trust_files ? fill_trust_bundle(trust, ca_pem)
                              : write_trust_bundle(trust, ca_pem, system_ca_bundle, paths.lock_dir);
         !r)
         return fail_run(r.error());

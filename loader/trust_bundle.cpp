@@ -13,17 +13,19 @@ namespace pinfold::loader {
 
 namespace {
 
-// `create`: a new file; else the (empty) file create_trust_bundle_files
-// made, written in place: a sandbox may already have it bind-mounted.
-Result<void> write_file(const std::string& path, const std::string& text, bool create = true)
+// create: a new file; fill/append: the file create_trust_bundle_files
+// made, written in place (a sandbox may already have it bind-mounted).
+enum class WriteMode { create, fill, append };
+
+Result<void> write_file(const std::string& path, const std::string& text, WriteMode mode = WriteMode::create)
 {
     // O_EXCL|O_NOFOLLOW: never write through something planted in the way
     // (between create and fill only pinfold's own user can write the
     // directory, and no command of the run has started yet).
-    int fd = create ? ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)
-                    : ::open(path.c_str(), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+    int flags = mode == WriteMode::create ? O_CREAT | O_EXCL : mode == WriteMode::fill ? O_TRUNC : O_APPEND;
+    int fd = ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | flags, 0644);
     if (fd < 0)
-        return fail_errno("create " + path);
+        return fail_errno(mode == WriteMode::create ? "create " + path : "write " + path);
     std::size_t done = 0;
     while (done < text.size()) {
         ssize_t n = ::write(fd, text.data() + done, text.size() - done);
@@ -95,7 +97,8 @@ TrustBundle plan_trust_bundle(const std::string& run_name, const std::string& pa
     return b;
 }
 
-Result<void> create_trust_bundle_files(const TrustBundle& bundle, const std::string& lock_dir)
+Result<void> create_trust_bundle_files(const TrustBundle& bundle, const std::string& lock_dir,
+                                       std::string_view system_bundle)
 {
     std::filesystem::path dir(bundle.directory);
     if (::mkdir(dir.parent_path().c_str(), 0755) != 0 && errno != EEXIST)
@@ -107,16 +110,8 @@ Result<void> create_trust_bundle_files(const TrustBundle& bundle, const std::str
     if (::mkdir(dir.c_str(), 0755) != 0)
         return fail_errno("create " + bundle.directory);
     ::chmod(dir.c_str(), 0755);
-    if (auto r = write_file(bundle.ca_path, ""); !r)
-        return r;
-    return write_file(bundle.bundle_path, "");
-}
-
-Result<void> fill_trust_bundle(const TrustBundle& bundle, const std::string& ca_pem, std::string_view system_bundle)
-{
-    if (ca_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos ||
-        ca_pem.find("PRIVATE KEY") != std::string::npos)
-        return fail("the proxy reported no CA certificate (or more than a certificate)");
+    // The roots go in now, off the path between the proxy's readiness and
+    // the command's start; only the run CA is appended then.
     std::string roots;
     std::ifstream in{std::string(system_bundle), std::ios::binary};
     if (in) {
@@ -126,9 +121,19 @@ Result<void> fill_trust_bundle(const TrustBundle& bundle, const std::string& ca_
         if (!roots.empty() && roots.back() != '\n')
             roots += '\n';
     }
-    if (auto r = write_file(bundle.ca_path, ca_pem, false); !r)
+    if (auto r = write_file(bundle.ca_path, ""); !r)
         return r;
-    return write_file(bundle.bundle_path, roots + "# pinfold run CA\n" + ca_pem, false);
+    return write_file(bundle.bundle_path, roots + "# pinfold run CA\n");
+}
+
+Result<void> fill_trust_bundle(const TrustBundle& bundle, const std::string& ca_pem)
+{
+    if (ca_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos ||
+        ca_pem.find("PRIVATE KEY") != std::string::npos)
+        return fail("the proxy reported no CA certificate (or more than a certificate)");
+    if (auto r = write_file(bundle.ca_path, ca_pem, WriteMode::fill); !r)
+        return r;
+    return write_file(bundle.bundle_path, ca_pem, WriteMode::append);
 }
 
 Result<void> write_trust_bundle(const TrustBundle& bundle, const std::string& ca_pem, std::string_view system_bundle,
@@ -137,9 +142,9 @@ Result<void> write_trust_bundle(const TrustBundle& bundle, const std::string& ca
     if (ca_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos ||
         ca_pem.find("PRIVATE KEY") != std::string::npos)
         return fail("the proxy reported no CA certificate (or more than a certificate)");
-    if (auto r = create_trust_bundle_files(bundle, lock_dir); !r)
+    if (auto r = create_trust_bundle_files(bundle, lock_dir, system_bundle); !r)
         return r;
-    return fill_trust_bundle(bundle, ca_pem, system_bundle);
+    return fill_trust_bundle(bundle, ca_pem);
 }
 
 void remove_trust_bundle(const TrustBundle& bundle) noexcept

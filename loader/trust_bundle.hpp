@@ -44,12 +44,13 @@ struct TrustBundle {
                                               const std::string& lock_dir = "/run/pinfold");
 
 // The two halves of write_trust_bundle, for a sandbox that is set up while
-// the proxy makes the CA: the directory and both files, empty (a sandbox
-// binds them), then their content, written into the same files.
+// the proxy makes the CA: the directory, the bundle with the system roots
+// and an empty CA file (a sandbox binds them), then the run CA, written
+// into the same files.
 [[nodiscard]] Result<void> create_trust_bundle_files(const TrustBundle& bundle,
-                                                     const std::string& lock_dir = "/run/pinfold");
-[[nodiscard]] Result<void> fill_trust_bundle(const TrustBundle& bundle, const std::string& ca_pem,
-                                             std::string_view system_bundle = system_ca_bundle);
+                                                     const std::string& lock_dir = "/run/pinfold",
+                                                     std::string_view system_bundle = system_ca_bundle);
+[[nodiscard]] Result<void> fill_trust_bundle(const TrustBundle& bundle, const std::string& ca_pem);
 
 // Removes the bundle's directory (best effort; called at the end of a run).
 void remove_trust_bundle(const TrustBundle& bundle) noexcept;

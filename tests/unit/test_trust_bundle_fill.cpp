@@ -1,6 +1,6 @@
 // The trust bundle made in two steps for a sandbox built while the proxy
-// makes its CA: empty files first (the sandbox binds them), then their
-// content written into the same files.
+// makes its CA: the files first (roots only; the sandbox binds them), then
+// the run CA written into the same files.
 #include <doctest/doctest.h>
 
 #include <sys/stat.h>
@@ -35,7 +35,7 @@ ino_t inode_of(const std::string& p)
 
 } // namespace
 
-TEST_CASE("trust bundle in two steps: created empty and readable, filled in place")
+TEST_CASE("trust bundle in two steps: created with the roots and readable, the run CA added in place")
 {
     char tmpl[] = "/tmp/pinfold-trust-fill-XXXXXX";
     REQUIRE(::mkdtemp(tmpl));
@@ -46,8 +46,9 @@ TEST_CASE("trust bundle in two steps: created empty and readable, filled in plac
     const std::string ca_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
     TrustBundle b = plan_trust_bundle("run-7", (root / "trust").string());
-    REQUIRE(create_trust_bundle_files(b, (root / "locks").string()));
-    CHECK(read_all(b.bundle_path).empty());
+    const std::string roots_part = "-----BEGIN CERTIFICATE-----\nROOT\n-----END CERTIFICATE-----\n# pinfold run CA\n";
+    REQUIRE(create_trust_bundle_files(b, (root / "locks").string(), roots.string()));
+    CHECK(read_all(b.bundle_path) == roots_part);
     CHECK(read_all(b.ca_path).empty());
     struct stat st {};
     REQUIRE(::stat(b.bundle_path.c_str(), &st) == 0);
@@ -55,21 +56,22 @@ TEST_CASE("trust bundle in two steps: created empty and readable, filled in plac
     ino_t bundle_inode = inode_of(b.bundle_path);
     ino_t ca_inode = inode_of(b.ca_path);
 
-    // Anything but certificates is refused, and the files stay empty.
-    CHECK_FALSE(fill_trust_bundle(b, ca_pem + "-----BEGIN PRIVATE KEY-----\n", roots.string()));
-    CHECK(read_all(b.bundle_path).empty());
+    // Anything but certificates is refused, and the files stay as they are.
+    CHECK_FALSE(fill_trust_bundle(b, ca_pem + "-----BEGIN PRIVATE KEY-----\n"));
+    CHECK(read_all(b.bundle_path) == roots_part);
+    CHECK(read_all(b.ca_path).empty());
 
-    REQUIRE(fill_trust_bundle(b, ca_pem, roots.string()));
+    REQUIRE(fill_trust_bundle(b, ca_pem));
     // The same inodes: a bind mount of the empty file shows the content.
     CHECK(inode_of(b.bundle_path) == bundle_inode);
     CHECK(inode_of(b.ca_path) == ca_inode);
     CHECK(read_all(b.ca_path) == ca_pem);
-    CHECK(read_all(b.bundle_path) == "-----BEGIN CERTIFICATE-----\nROOT\n-----END CERTIFICATE-----\n"
-                                     "# pinfold run CA\n" + ca_pem);
+    CHECK(read_all(b.bundle_path) == roots_part + ca_pem);
 
     // A second create (a crashed run with the same pid) starts afresh.
-    REQUIRE(create_trust_bundle_files(b, (root / "locks").string()));
-    CHECK(read_all(b.bundle_path).empty());
+    REQUIRE(create_trust_bundle_files(b, (root / "locks").string(), roots.string()));
+    CHECK(read_all(b.bundle_path) == roots_part);
+    CHECK(read_all(b.ca_path).empty());
     remove_trust_bundle(b);
     CHECK_FALSE(fs::exists(b.directory));
     fs::remove_all(root);
