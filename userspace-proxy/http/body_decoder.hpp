@@ -29,6 +29,10 @@ public:
     // True once the whole body has been consumed. Never for until_close.
     [[nodiscard]] bool done() const noexcept;
 
+    // Body bytes still to come of a Content-Length body (0 for the other
+    // kinds, and once done): what a caller may move past the decoder.
+    [[nodiscard]] std::uint64_t length_left() const noexcept { return state_ == State::length ? remaining_ : 0; }
+
 private:
     enum class State : std::uint8_t {
         done,
