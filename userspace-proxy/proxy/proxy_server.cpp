@@ -196,6 +196,18 @@ struct Connection {
     // Large plain response bodies of known length go by splice(); the
     // pipe is made on the first and kept for the connection's next ones.
     std::optional<BodySplice> body_splice;
+    // The same pipe carries a large request body (client -> upstream) when
+    // no credential scan needs its bytes; a request body always ends
+    // before a response body starts to be spliced.
+    bool splice_is_request = false;
+    [[nodiscard]] bool splicing_response() const noexcept
+    {
+        return body_splice && body_splice->active() && !splice_is_request;
+    }
+    [[nodiscard]] bool splicing_request() const noexcept
+    {
+        return body_splice && body_splice->active() && splice_is_request;
+    }
     std::uint64_t response_left = 0;     // body bytes not yet taken from upstream
     bool response_length_known = false;
 };
@@ -243,6 +255,7 @@ struct ProxyServer::State {
     bool step_head(Connection& c) noexcept;
     bool step_exchange(Connection& c) noexcept;
     int splice_response_body(Connection& c, bool request_done) noexcept;
+    int splice_request_body(Connection& c) noexcept;
     bool step_hello(Connection& c) noexcept;
     bool step_relay(Connection& c) noexcept;
     void deny_tls(Connection& c, const std::string& host, const std::string& reason, const std::string& alert) noexcept;
@@ -413,7 +426,7 @@ void ProxyServer::State::on_event(std::uint64_t tag, std::uint32_t events) noexc
         }
         touch(c);
     }
-    if (c.phase == Phase::relay || (upstream && c.body_splice && c.body_splice->active())) {
+    if (c.phase == Phase::relay || (upstream ? c.splicing_response() : c.splicing_request())) {
         advance(c);   // splice moves the bytes; nothing is read into memory
         return;
     }
@@ -483,8 +496,8 @@ void ProxyServer::State::read_side(Connection& c, bool upstream) noexcept
     bool& eof = upstream ? c.upstream_eof : c.client_eof;
     if (fd < 0 || eof || (upstream && c.upstream_connecting))
         return;
-    if (upstream && c.body_splice && c.body_splice->active())
-        return;   // the body goes socket to socket, not through upstream_in
+    if (upstream ? c.splicing_response() : c.splicing_request())
+        return;   // the body goes socket to socket, not through upstream_in / client_in
     tls::TlsStream* tls = upstream ? c.upstream_tls.get() : c.client_tls.get();
     char buf[64 * 1024];
     for (int i = 0; i < 16 && in.size() < limits.max_buffer; ++i) {
@@ -778,6 +791,11 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
         c.record.bytes_in += *used;
         progress = progress || *used > 0;
     }
+    if (int r = splice_request_body(c); r >= 0) {
+        if (c.phase == Phase::closing)
+            return true;
+        progress = progress || r > 0;
+    }
     bool request_done = !c.request_body || c.request_body->done();
     if (!request_done && c.client_eof) {
         finish_record(c, std::nullopt, "client closed inside the request body");
@@ -879,7 +897,7 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
 int ProxyServer::State::splice_response_body(Connection& c, bool request_done) noexcept
 {
     constexpr std::uint64_t splice_threshold = 128 * 1024;   // below: a pipe costs more than the copy
-    bool active = c.body_splice && c.body_splice->active();
+    bool active = c.splicing_response();
     if (!active) {
         // Only plain bytes both ways: an intercepted session's body must be
         // decrypted and re-encrypted, so it stays in the buffered path.
@@ -893,6 +911,7 @@ int ProxyServer::State::splice_response_body(Connection& c, bool request_done) n
                 return -1;   // out of pipes: copying still works
             c.body_splice.emplace(std::move(*created));
         }
+        c.splice_is_request = false;
         c.body_splice->start(c.response_left);
     }
     std::uint64_t before = c.body_splice->delivered();
@@ -914,6 +933,55 @@ int ProxyServer::State::splice_response_body(Connection& c, bool request_done) n
         c.body_splice->finish();
         finish_record(c, c.record.status, "upstream closed inside the response");
         c.phase = Phase::closing;
+        return 1;
+    }
+    return step.progress ? 1 : 0;
+}
+
+// Moves the rest of a large request body of known length with splice(),
+// once the head and every buffered body byte have gone upstream. Only when
+// nothing needs to see the bytes: no credential scan (RequestBodyScan runs
+// whenever providers are configured), no TLS on either side. Returns -1
+// when it does not apply, else whether it moved anything; on an error or a
+// client gone mid-body the exchange is closed (phase closing), and a
+// complete body leaves the exchange as if the decoder had been fed.
+int ProxyServer::State::splice_request_body(Connection& c) noexcept
+{
+    constexpr std::uint64_t splice_threshold = 128 * 1024;   // as for responses
+    if (!c.splicing_request()) {
+        if (!c.request_body || c.request_body->done() || c.request_body->length_left() < splice_threshold ||
+            c.request_scan || !c.client_in.empty() || !c.upstream_out.empty() || c.client_tls || c.upstream_tls ||
+            c.upstream_connecting || c.upstream < 0 || c.client_eof || c.splicing_response())
+            return -1;
+        if (!c.body_splice) {
+            auto created = BodySplice::create();
+            if (!created)
+                return -1;   // out of pipes: copying still works
+            c.body_splice.emplace(std::move(*created));
+        }
+        c.splice_is_request = true;
+        c.body_splice->start(c.request_body->length_left());
+    }
+    std::uint64_t before = c.body_splice->delivered();
+    BodySplice::Step step = c.body_splice->pump(c.client, c.upstream);
+    c.record.bytes_in += c.body_splice->delivered() - before;
+    if (step.error != 0) {
+        c.body_splice->finish();
+        finish_record(c, std::nullopt, std::string("relaying the request body: ") + std::strerror(step.error));
+        c.phase = Phase::closing;
+        c.client_out.clear();
+        return 1;
+    }
+    if (c.body_splice->done()) {
+        c.body_splice->finish();
+        c.request_body.reset();   // complete: the exchange goes on as usual
+        return 1;
+    }
+    if (c.body_splice->source_closed() && c.body_splice->drained()) {
+        c.body_splice->finish();
+        finish_record(c, std::nullopt, "client closed inside the request body");
+        c.phase = Phase::closing;
+        c.client_out.clear();
         return 1;
     }
     return step.progress ? 1 : 0;
@@ -1109,10 +1177,14 @@ void ProxyServer::State::update_interest(Connection& c) noexcept
     if (relaying) {
         client_mask = c.relay->client_events();
     } else {
-        if (!c.client_eof && c.phase != Phase::closing && c.phase != Phase::relay &&
-            c.client_in.size() < limits.max_buffer)
+        if (c.splicing_request()) {
+            if (c.phase == Phase::exchange && c.body_splice->wants_source())
+                client_mask |= EPOLLIN;
+        } else if (!c.client_eof && c.phase != Phase::closing && c.phase != Phase::relay &&
+                   c.client_in.size() < limits.max_buffer) {
             client_mask |= EPOLLIN;
-        if (!client_drained(c) || (c.body_splice && c.body_splice->wants_destination()))
+        }
+        if (!client_drained(c) || (c.splicing_response() && c.body_splice->wants_destination()))
             client_mask |= EPOLLOUT;
     }
     if (client_mask != c.client_mask) {
@@ -1131,9 +1203,9 @@ void ProxyServer::State::update_interest(Connection& c) noexcept
                     (!c.upstream_out.empty() && (!c.upstream_tls || c.upstream_tls->established()));
     if (relaying)
         upstream_mask = c.relay->upstream_events();
-    else if (c.upstream_connecting || sendable)
+    else if (c.upstream_connecting || sendable || (c.splicing_request() && c.body_splice->wants_destination()))
         upstream_mask |= EPOLLOUT;
-    if (c.body_splice && c.body_splice->active()) {
+    if (c.splicing_response()) {
         if (c.body_splice->wants_source())
             upstream_mask |= EPOLLIN;
     } else if (!relaying && c.phase != Phase::relay && !c.upstream_connecting && !c.upstream_eof &&
