@@ -193,8 +193,8 @@ struct Connection {
     std::unique_ptr<tls::TlsStream> client_tls, upstream_tls;
     std::string client_cipher_out, upstream_cipher_out;
     std::optional<SpliceRelay> relay;
-    // Large plain response bodies of known length go by splice(); the
-    // pipe is made on the first and kept for the connection's next ones.
+    // Large plain bodies of known length go by splice(); the pipe is made
+    // for each such body and closed when it is complete.
     std::optional<BodySplice> body_splice;
     // The same pipe carries a large request body (client -> upstream) when
     // no credential scan needs its bytes; a request body always ends
@@ -924,7 +924,10 @@ int ProxyServer::State::splice_response_body(Connection& c, bool request_done) n
         return 1;
     }
     if (c.body_splice->done()) {
-        c.body_splice->finish();
+        // The pipe goes with the body: an unprivileged user's pipe pages are
+        // limited in all (fs.pipe-user-pages-soft; past it new pipes get 8
+        // KiB), so only bodies in flight hold 1 MiB. A new one costs 3 calls.
+        c.body_splice.reset();
         c.response_left = 0;
         c.response_body.reset();   // complete: the exchange ends as usual
         return -1;
@@ -973,7 +976,7 @@ int ProxyServer::State::splice_request_body(Connection& c) noexcept
         return 1;
     }
     if (c.body_splice->done()) {
-        c.body_splice->finish();
+        c.body_splice.reset();     // as for responses: only bodies in flight hold a pipe
         c.request_body.reset();   // complete: the exchange goes on as usual
         return 1;
     }
