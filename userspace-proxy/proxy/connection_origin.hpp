@@ -36,6 +36,14 @@ struct ConnectionOrigin {
     std::string identity_note;
 };
 
+// Whether a process with effective uid `own_uid` may read /proc/<pid>/exe
+// of a process whose uid is `target_uid`: the kernel's ptrace access check
+// wants the same uid, or CAP_SYS_PTRACE. The proxy runs as nobody without
+// capabilities, so for a sandbox of another uid the readlink could only
+// fail (EACCES) and is not tried. A process that changed its uid to ours
+// after connect() loses only the informative path, never a decision.
+[[nodiscard]] bool exe_link_readable(std::uint32_t target_uid, std::uint32_t own_uid, bool cap_sys_ptrace) noexcept;
+
 class OriginSource {
 public:
     virtual ~OriginSource() = default;
@@ -48,7 +56,7 @@ public:
 // no capability: only the map fd, inherited from the loader.
 class SocketStorageOrigin final : public OriginSource {
 public:
-    explicit SocketStorageOrigin(int map_fd) noexcept : map_fd_(map_fd) {}
+    explicit SocketStorageOrigin(int map_fd) noexcept;
     [[nodiscard]] Result<ConnectionOrigin> lookup(int accepted_fd) noexcept override;
     // Put on every origin (and so every audit line) when the loader runs
     // without kernel identity capture (--allow-degraded-identity).
@@ -56,6 +64,8 @@ public:
 
 private:
     int map_fd_;
+    std::uint32_t own_uid_;
+    bool cap_sys_ptrace_;
     std::string identity_note_;
 };
 
