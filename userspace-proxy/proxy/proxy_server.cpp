@@ -265,7 +265,7 @@ struct ProxyServer::State {
         return c.client_out.empty() && c.client_cipher_out.empty();
     }
     void reject(Connection& c, int status, const std::string& rule, const std::string& reason) noexcept;
-    bool connect_upstream(Connection& c) noexcept;
+    bool connect_upstream(Connection& c, bool send_queued = false) noexcept;
     void finish_record(Connection& c, std::optional<int> status, const std::string& reason_if_unfinished) noexcept;
     void update_interest(Connection& c) noexcept;
     void close_connection(Connection& c) noexcept;
@@ -346,6 +346,10 @@ Result<std::uint16_t> ProxyServer::listen_loopback()
                 continue;
             return fail("listen on [::1]", err);
         }
+        // Accepted sockets inherit TCP_NODELAY from their listener: one
+        // setsockopt here instead of one per connection.
+        ::setsockopt(v4, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        ::setsockopt(v6, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         state_->listen_fds = {v4, v6};
         state_->port = port;
         return port;
@@ -468,7 +472,6 @@ void ProxyServer::State::accept_from(int listen_fd) noexcept
             ::close(fd);
             continue;
         }
-        set_nonblocking_nodelay(fd);
         auto c = std::make_unique<Connection>();
         c->id = next_id;
         next_id += 2;
@@ -485,7 +488,14 @@ void ProxyServer::State::accept_from(int listen_fd) noexcept
         c->client_mask = EPOLLIN;
         log()->debug("accepted connection {} from pid {} to {}", c->id, origin->pid,
                      endpoint_text(origin->address, origin->port));
+        Connection& accepted = *c;
         connections.emplace(c->id, std::move(c));
+        // A client sends its request right after connect() returns, which
+        // is usually before this wake-up: reading now saves the next epoll
+        // round. An empty socket costs one recv() that says EAGAIN.
+        read_side(accepted, false);
+        if (!accepted.client_in.empty() || accepted.client_eof)
+            advance(accepted);
     }
 }
 
@@ -588,7 +598,9 @@ void ProxyServer::State::reject(Connection& c, int status, const std::string& ru
     }
 }
 
-bool ProxyServer::State::connect_upstream(Connection& c) noexcept
+// `send_queued`: upstream_out holds plain bytes (an allowed request) to
+// try sending at once, before any epoll round.
+bool ProxyServer::State::connect_upstream(Connection& c, bool send_queued) noexcept
 {
     bool v4 = is_ipv4_mapped(c.origin.address);
     int fd = ::socket(v4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -618,8 +630,26 @@ bool ProxyServer::State::connect_upstream(Connection& c) noexcept
         ::close(fd);
         return false;
     }
+    // On loopback the handshake is usually over when connect() returns
+    // EINPROGRESS (the SYN-ACK waits in the socket's backlog, processed as
+    // connect() releases the socket): the request goes out now, not one
+    // EPOLLOUT wake-up later. A socket still connecting says EAGAIN and is
+    // watched for EPOLLOUT as before; a refused one reports its error here.
+    bool connecting = true;
+    if (send_queued && !c.upstream_out.empty()) {
+        ssize_t n = ::send(fd, c.upstream_out.data(), c.upstream_out.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+            c.upstream_out.erase(0, static_cast<std::size_t>(n));
+            connecting = false;
+        } else if (errno != EAGAIN && errno != EINTR) {
+            int err = errno;
+            ::close(fd);
+            errno = err;
+            return false;
+        }
+    }
     epoll_event ev{};
-    ev.events = EPOLLOUT;
+    ev.events = connecting ? EPOLLOUT : (c.upstream_out.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT);
     ev.data.u64 = c.id | 1;
     if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         ::close(fd);
@@ -638,11 +668,12 @@ bool ProxyServer::State::connect_upstream(Connection& c) noexcept
         c.upstream_cipher_out.clear();
     }
     c.upstream = fd;
-    c.upstream_mask = EPOLLOUT;
-    c.upstream_connecting = true;
+    c.upstream_mask = ev.events;
+    c.upstream_connecting = connecting;
     c.upstream_eof = false;
     c.upstream_in.clear();
-    c.deadline = Clock::now() + std::chrono::seconds(limits.connect_timeout_seconds);
+    if (connecting)
+        c.deadline = Clock::now() + std::chrono::seconds(limits.connect_timeout_seconds);
     return true;
 }
 
@@ -736,15 +767,18 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     }
     c.record.verdict = "allow";
     c.record_pending = true;
-    if (c.upstream < 0 && !connect_upstream(c)) {
-        reject(c, 502, d.rule, "cannot connect to " + c.record.destination + ": " + std::strerror(errno));
-        return true;
-    }
     c.upstream_out += http::serialize_request_head(head, d.upstream_target);
     // Connection is hop-by-hop and dropped above; the proxy closes the
     // upstream after this exchange too, and says so.
     if (!head.keep_alive && c.upstream_out.ends_with("\r\n\r\n"))
         c.upstream_out.insert(c.upstream_out.size() - 2, "Connection: close\r\n");
+    // Connected after the head is queued, so a plain request can leave
+    // with the connect (an intercepted one waits for its TLS handshake).
+    if (c.upstream < 0 && !connect_upstream(c, !c.client_tls)) {
+        c.upstream_out.clear();
+        reject(c, 502, d.rule, "cannot connect to " + c.record.destination + ": " + std::strerror(errno));
+        return true;
+    }
     c.request_body.reset();
     c.request_scan.reset();
     if (!credentials->empty())
