@@ -4,7 +4,9 @@
 
 #include <doctest/doctest.h>
 
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -204,5 +206,55 @@ TEST_CASE("http response: incremental parsing answers as a fresh parse, byte by 
         if (c.input.size() > 4096)
             continue;   // the size limit is covered for requests with a small limit
         check_incremental(c.input, "GET");
+    }
+}
+
+TEST_CASE("http response: parse_response_framing answers as parse_response_head, without the fields")
+{
+    using pinfold::http::parse_response_framing;
+    auto same_but_fields = [](const ResponseParse& full, const ResponseParse& framing) {
+        if (full.has_value() != framing.has_value())
+            return false;
+        if (!full)
+            return full.error().status == framing.error().status && full.error().reason == framing.error().reason;
+        if (full->has_value() != framing->has_value())
+            return false;
+        if (!full->has_value())
+            return true;
+        const auto& [x, x_size] = **full;
+        const auto& [y, y_size] = **framing;
+        return y.headers.empty() && x_size == y_size && x.status == y.status && x.minor_version == y.minor_version &&
+               x.body == y.body && x.content_length == y.content_length && x.keep_alive == y.keep_alive;
+    };
+    std::vector<std::pair<std::string, std::string>> inputs;
+    for (const auto& c : valid_responses())
+        inputs.emplace_back(c.input + "body", c.method);
+    for (const auto& c : invalid_responses())
+        inputs.emplace_back(c.input, "GET");
+    // Errors of both kinds in one head: a bad line after a bad Content-Length
+    // must give the same (line) error from both.
+    inputs.emplace_back("HTTP/1.1 200 OK\r\nContent-Length: x\r\nBad Line\r\n\r\n", "GET");
+    inputs.emplace_back("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\nX: a\r\n b\r\n\r\n", "GET");
+    std::string many = "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n";
+    for (int i = 0; i < 120; ++i)
+        many += "X-" + std::to_string(i) + ": v\r\n";
+    inputs.emplace_back(many + "\r\n", "GET");
+    std::mt19937 random(7);
+    const std::string alphabet = "HTP/1.0 2:\r\n\tCcLlx,-" "\x01\x7f";
+    for (int k = 0; k < 3000; ++k) {
+        std::string s = valid_responses()[random() % valid_responses().size()].input;
+        for (int m = 0; m < 2; ++m)
+            s[random() % s.size()] = alphabet[random() % alphabet.size()];
+        inputs.emplace_back(s, k % 3 == 0 ? "HEAD" : "GET");
+    }
+    for (const auto& [input, method] : inputs) {
+        CAPTURE(input);
+        CHECK(same_but_fields(parse_response_head(input, method), parse_response_framing(input, method)));
+        HeadScan a, b;
+        for (std::size_t i = 0; i <= input.size(); i += 7) {
+            const auto prefix = std::string_view(input).substr(0, i);
+            REQUIRE(same_but_fields(parse_response_head(prefix, method, {}, &a),
+                                    parse_response_framing(prefix, method, {}, &b)));
+        }
     }
 }

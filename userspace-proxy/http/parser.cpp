@@ -130,7 +130,12 @@ private:
     std::string_view rest_;
 };
 
-std::expected<Header, const char*> parse_field_line(std::string_view line)
+struct FieldView {
+    std::string_view name;
+    std::string_view value;
+};
+
+std::expected<FieldView, const char*> split_field_line(std::string_view line)
 {
     if (syntax::is_ows(static_cast<unsigned char>(line.front())))
         return std::unexpected("obs-fold or whitespace before field name");
@@ -142,8 +147,30 @@ std::expected<Header, const char*> parse_field_line(std::string_view line)
         return std::unexpected("invalid field name");
     // Every byte of the value is a field-char already: find_head_end let no
     // control but HTAB through, and CR/LF only as line ends.
-    const auto value = syntax::trim_ows(line.substr(colon + 1));
-    return Header{std::string(name), std::string(value)};
+    return FieldView{name, syntax::trim_ows(line.substr(colon + 1))};
+}
+
+std::expected<Header, const char*> parse_field_line(std::string_view line)
+{
+    const auto field = split_field_line(line);
+    if (!field)
+        return std::unexpected(field.error());
+    return Header{std::string(field->name), std::string(field->value)};
+}
+
+// The checks of parse_fields, in the same order, without keeping anything.
+std::expected<void, ParseError> check_fields(LineReader lines, const Limits& limits, int bad_status,
+                                             int too_many_status)
+{
+    std::size_t count = 0;
+    while (auto line = lines.next()) {
+        if (count++ >= limits.max_headers)
+            return error(too_many_status, "too many header fields");
+        const auto field = split_field_line(*line);
+        if (!field)
+            return error(bad_status, field.error());
+    }
+    return {};
 }
 
 // Reads all field lines up to the end of the head.
@@ -458,8 +485,10 @@ RequestParse parse_request_head(std::string_view buffer, const Limits& limits, H
     return std::optional{std::pair{std::move(head), head_size}};
 }
 
-ResponseParse parse_response_head(std::string_view buffer, std::string_view request_method, const Limits& limits,
-                                  HeadScan* scan)
+namespace {
+
+ResponseParse parse_response(std::string_view buffer, std::string_view request_method, const Limits& limits,
+                             HeadScan* scan, bool keep_fields)
 {
     std::size_t checked = scan ? scan->checked : 0;
     const auto end = find_head_end(buffer, limits, 502, 502, checked);
@@ -492,16 +521,44 @@ ResponseParse parse_response_head(std::string_view buffer, std::string_view requ
         return error(502, "malformed status line");
     head.minor_version = minor;
 
-    auto headers = parse_fields(lines, limits, 502, 502);
-    if (!headers)
-        return std::unexpected(headers.error());
-    head.headers = std::move(*headers);
+    // Every line is checked before any field's meaning, so both forms give
+    // the same error for the same head.
+    const LineReader field_lines = lines;
+    if (keep_fields) {
+        auto headers = parse_fields(lines, limits, 502, 502);
+        if (!headers)
+            return std::unexpected(headers.error());
+        head.headers = std::move(*headers);
+    } else if (auto checked_fields = check_fields(lines, limits, 502, 502); !checked_fields) {
+        return std::unexpected(checked_fields.error());
+    }
 
     std::optional<std::uint64_t> length;
     bool has_coding = false;
     bool chunked_last = false;
     ConnectionTokens connection;
-    for (const auto& [name, value] : head.headers) {
+    LineReader reread = field_lines;
+    std::size_t kept = 0;
+    for (;;) {
+        // The kept fields, or the same lines read again (already checked).
+        std::string_view name, value;
+        if (keep_fields) {
+            if (kept == head.headers.size())
+                break;
+            name = head.headers[kept].name;
+            value = head.headers[kept].value;
+            ++kept;
+        } else {
+            const auto line = reread.next();
+            if (!line)
+                break;
+            // check_fields passed every line: it has a colon after a token.
+            const auto colon = line->find(':');
+            if (colon == std::string_view::npos)
+                return error(502, "field line without colon");
+            name = line->substr(0, colon);
+            value = syntax::trim_ows(line->substr(colon + 1));
+        }
         if (syntax::iequals(name, "content-length")) {
             // RFC 9112 6.3 lets a recipient accept repeats of one value,
             // which some servers do send; different values are an attack or a bug.
@@ -550,6 +607,20 @@ ResponseParse parse_response_head(std::string_view buffer, std::string_view requ
     if (head.body == BodyKind::until_close)
         head.keep_alive = false;
     return std::optional{std::pair{std::move(head), head_size}};
+}
+
+} // namespace
+
+ResponseParse parse_response_head(std::string_view buffer, std::string_view request_method, const Limits& limits,
+                                  HeadScan* scan)
+{
+    return parse_response(buffer, request_method, limits, scan, true);
+}
+
+ResponseParse parse_response_framing(std::string_view buffer, std::string_view request_method, const Limits& limits,
+                                     HeadScan* scan)
+{
+    return parse_response(buffer, request_method, limits, scan, false);
 }
 
 } // namespace pinfold::http

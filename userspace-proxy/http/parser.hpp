@@ -43,6 +43,12 @@ struct HeadScan {
 [[nodiscard]] ResponseParse parse_response_head(std::string_view buffer, std::string_view request_method,
                                                 const Limits& limits = {}, HeadScan* scan = nullptr);
 
+// parse_response_head with the same checks and the same answer, except that
+// the fields are not copied out (headers stays empty): for a caller that
+// forwards the head's bytes as received and needs only status and framing.
+[[nodiscard]] ResponseParse parse_response_framing(std::string_view buffer, std::string_view request_method,
+                                                   const Limits& limits = {}, HeadScan* scan = nullptr);
+
 // Canonical HTTP/1.1 head to send upstream: request line with `target`, the
 // client's fields in order minus hop-by-hop ones (Connection, Keep-Alive,
 // Proxy-Connection, TE, Trailer, Upgrade, Proxy-Authorization, any field named
