@@ -839,7 +839,8 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
     }
     // Response, upstream -> client.
     while (!c.response_head_seen && !c.upstream_in.empty()) {
-        auto parsed = http::parse_response_head(c.upstream_in, c.method, {}, &c.response_head_scan);
+        // Only status and framing: the head goes to the client as received.
+        auto parsed = http::parse_response_framing(c.upstream_in, c.method, {}, &c.response_head_scan);
         if (!parsed) {
             reject(c, 502, c.record.rule, "malformed response from upstream: " + parsed.error().reason);
             return true;
