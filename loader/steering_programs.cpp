@@ -42,6 +42,8 @@ int libbpf_to_spdlog(enum libbpf_print_level level, const char* format, va_list 
     std::string_view text(buf.data(), static_cast<std::size_t>(n));
     while (!text.empty() && text.back() == '\n')
         text.remove_suffix(1);
+    if (text.starts_with("libbpf: "))
+        text.remove_prefix(8);   // ours below says it already
     // libbpf's own chatter is debug material; its warnings (verifier logs
     // of a failed load) matter enough to show at warn.
     if (level == LIBBPF_WARN)

@@ -29,10 +29,14 @@
 #include "pinfold_abi.h"
 #include "report.h"
 
+/*
+ * UAPI layout, so no CO-RE: libbpf scans every type of the kernel's BTF once
+ * per relocated type, and that scan is most of its share of the start.
+ */
 struct sockaddr {
 	unsigned short sa_family;
 	char sa_data[14];
-} __attribute__((preserve_access_index));
+};
 
 struct bpf_sock_addr_kern {
 	struct sockaddr *uaddr;
