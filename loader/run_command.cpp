@@ -318,6 +318,26 @@ void teardown(Run& run, AuditLog& audit)
     (void)audit;
 }
 
+bool proxy_has_exited(const ChildProcess& proxy)
+{
+    pollfd p{proxy.pidfd(), POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+// Fail closed: without the proxy the sandbox has no network anyway
+// (connects land on a closed port); the run ends loudly.
+int end_run_without_proxy(ChildProcess& proxy, AuditLog& audit)
+{
+    auto status = proxy.try_reap();
+    AuditRecord r;
+    r.event = "proxy";
+    r.verdict = "deny";
+    r.reason = "proxy exited (status " + std::to_string(status ? exit_code_of(*status) : -1) + "); ending the run";
+    audit.write(r);
+    log()->error("{}", r.reason);
+    return exit_internal;
+}
+
 int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
 {
     ChildProcess& command = *run.command;
@@ -351,6 +371,11 @@ int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
                 command.signal(static_cast<int>(info.ssi_signo));
             }
         }
+        // The proxy's end is looked at before the command's: a command that
+        // ends right after the proxy died (its connects were refused) must
+        // not turn the run into a success.
+        if ((fds[2].revents & POLLIN) || (fds[1].revents & POLLIN && proxy_has_exited(proxy)))
+            return end_run_without_proxy(proxy, audit);
         if (fds[1].revents & POLLIN) {
             if (auto status = command.try_reap())
                 return exit_code_of(*status);
@@ -383,19 +408,6 @@ int run_loop(Run& run, AuditLog& audit, int signal_fd, int timer_fd)
                 log()->warn("{}", k.error().what());
             command.reap();
             return exit_timeout;
-        }
-        if (fds[2].revents & POLLIN) {
-            // Fail closed: without the proxy the sandbox has no network
-            // anyway (connects land on a closed port); end the run loudly.
-            auto status = proxy.try_reap();
-            AuditRecord r;
-            r.event = "proxy";
-            r.verdict = "deny";
-            r.reason = "proxy exited (status " + std::to_string(status ? exit_code_of(*status) : -1) +
-                       "); ending the run";
-            audit.write(r);
-            log()->error("{}", r.reason);
-            return exit_internal;
         }
     }
 }

@@ -44,7 +44,7 @@ class FailClosed(pftest.PinfoldTestCase):
 
     def test_killing_the_proxy_leaves_no_direct_path(self):
         code = textwrap.dedent(f"""
-            import socket, sys
+            import socket, sys, time
             def get():
                 try:
                     s = socket.create_connection(("127.0.0.1", {self.up.port}), timeout=5)
@@ -55,7 +55,9 @@ class FailClosed(pftest.PinfoldTestCase):
             print(get(), flush=True)
             sys.stdin.readline()          # the proxy is dead now
             print(get(), flush=True)
-            sys.stdin.readline()
+            # Stay until pinfold ends the run: a command that exits by
+            # itself here would race the proxy's exit notification.
+            time.sleep(60)
         """)
         audit = os.path.join(self.tmp, "a.jsonl")
         argv = [pftest.PINFOLD, "run", "--policy", self.policy, "--audit", audit,
