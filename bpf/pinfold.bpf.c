@@ -507,7 +507,14 @@ static __always_inline void pf_on_connect(struct bpf_sock_ops *skops)
 	ip6[3] = pf_ctx_u32(&skops->local_ip6[3]);
 	pf_flow_key_of(&key, skops->family, skops->local_ip4, ip6,
 		       (__u16)skops->local_port);
-	bpf_map_update_elem(&flow_map, &key, o, BPF_ANY);
+	/*
+	 * An LRU update can fail (ENOMEM under per-CPU free-list pressure the
+	 * sandbox can cause): then an older record for the same address and
+	 * port must not stand in for this connection. A delete allocates
+	 * nothing; no record means the proxy refuses.
+	 */
+	if (bpf_map_update_elem(&flow_map, &key, o, BPF_ANY))
+		bpf_map_delete_elem(&flow_map, &key);
 	o->proxy_port = 0;
 }
 

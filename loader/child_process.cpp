@@ -42,6 +42,28 @@ pid_t clone3_into(int cgroup_fd, int* pidfd, std::uint64_t namespaces)
     ::_exit(127);
 }
 
+// The held init may already have exited (its set-up failed and it wrote
+// its report): a write to a lifeline without a reader must come back as
+// EPIPE, not kill pinfold before it reports the failure and tears down.
+bool send_lifeline_byte(int fd)
+{
+    sigset_t pipe_only, previous;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &pipe_only, &previous);
+    char go = 1;
+    bool sent = ::write(fd, &go, 1) == 1;
+    int saved = errno;
+    if (!sent && saved == EPIPE) {
+        timespec none{};
+        while (::sigtimedwait(&pipe_only, nullptr, &none) == SIGPIPE) {
+        }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    errno = saved;
+    return sent;
+}
+
 bool strip_capabilities()
 {
     ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
@@ -116,8 +138,15 @@ int enter_landlock_domain()
         if (::fcntl(fd, F_SETFD, 0) != 0)
             child_fail(report_fd, errno);
     }
-    if (spec.drop_privileges && !drop_all_privileges())
-        child_fail(report_fd, errno ? errno : EPERM);
+    if (spec.drop_privileges) {
+        if (!drop_all_privileges())
+            child_fail(report_fd, errno ? errno : EPERM);
+        // A change of uid clears the parent-death signal: set it again, or
+        // a proxy running as nobody would outlive a killed pinfold.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (::getppid() != parent)
+            ::_exit(127);
+    }
     if (spec.strip_capabilities && !strip_capabilities())
         child_fail(report_fd, errno ? errno : EPERM);
     if (spec.ptrace_confined) {
@@ -232,8 +261,7 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnSpec& spec)
             ::close(report[0]);
             return std::unexpected(placed.error());   // the child sees EOF and exits
         }
-        char go = 1;
-        if (::write(child.lifeline_fd_, &go, 1) != 1) {
+        if (!send_lifeline_byte(child.lifeline_fd_)) {
             auto err = fail_errno("start the sandbox");
             ::close(report[0]);
             return err;
@@ -255,8 +283,11 @@ Result<void> ChildProcess::release(const SpawnSpec& spec)
 {
     if (report_fd_ < 0 || lifeline_fd_ < 0)
         return fail("release of a child that is not held");
-    char go = 1;
-    if (::write(lifeline_fd_, &go, 1) != 1) {
+    if (!send_lifeline_byte(lifeline_fd_)) {
+        // An init that gave up during the load has written why: that
+        // report says more than the EPIPE.
+        if (errno == EPIPE)
+            return wait_for_exec(spec);
         auto err = fail_errno("start the command in the sandbox");
         signal(SIGKILL);
         reap();

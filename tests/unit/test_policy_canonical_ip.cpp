@@ -10,6 +10,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "policy/endpoint.hpp"
 
@@ -58,4 +59,13 @@ TEST_CASE("canonical_ip: IPv6 is rewritten in its canonical form")
     CHECK(canonical_ip("0:0:0:0:0:0:0:1") == std::optional<std::string>("::1"));
     CHECK(canonical_ip("::FFFF:10.0.0.1") == std::optional<std::string>("::ffff:10.0.0.1"));
     CHECK_FALSE(canonical_ip("fe80::1%eth0").has_value());
+}
+
+TEST_CASE("canonical_ip: a NUL inside the text is not an address")
+{
+    using namespace std::string_view_literals;
+    for (std::string_view text : {"1.2.3.4\0x"sv, "1.2.3.4\0"sv, "::1\0abc"sv, "\0"sv}) {
+        CAPTURE(std::string(text));
+        CHECK_FALSE(canonical_ip(text).has_value());
+    }
 }

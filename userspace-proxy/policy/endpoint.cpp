@@ -79,7 +79,9 @@ Result<std::string> canonical_dns_name(std::string_view name)
 
 std::optional<std::string> canonical_ip(std::string_view text)
 {
-    if (text.empty() || text.size() >= INET6_ADDRSTRLEN)
+    // A NUL would end inet_pton's view of the text early while the text
+    // returned below goes on: "1.2.3.4\0x" must not pass as 1.2.3.4.
+    if (text.empty() || text.size() >= INET6_ADDRSTRLEN || text.find('\0') != std::string_view::npos)
         return std::nullopt;
     char input[INET6_ADDRSTRLEN];
     std::copy(text.begin(), text.end(), input);
