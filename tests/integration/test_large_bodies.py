@@ -18,17 +18,10 @@ class BulkServer(pftest.RawOrigin):
     def serve(self, conn):
         f = conn.makefile("rb")
         while True:
-            line = f.readline()
+            line, length = self.read_head(f)
             if not line:
                 return
             method = line.split()[0]
-            length = 0
-            while True:
-                h = f.readline()
-                if h in (b"\r\n", b""):
-                    break
-                if h.lower().startswith(b"content-length:"):
-                    length = int(h.split(b":")[1])
             if method == b"POST":
                 digest = hashlib.sha256()
                 left = length

@@ -27,17 +27,10 @@ class Origin(pftest.RawOrigin):
     def serve(self, conn):
         f = conn.makefile("rb")
         while True:
-            line = f.readline()
+            line, length = self.read_head(f)
             if not line:
                 return
             method, path = line.split()[0].decode(), line.split()[1].decode()
-            length = 0
-            while True:
-                h = f.readline()
-                if h in (b"\r\n", b""):
-                    break
-                if h.lower().startswith(b"content-length:"):
-                    length = int(h.split(b":")[1])
             body = f.read(length)
             self.bodies.append((method, path, len(body)))
             if len(body) < length:

@@ -218,6 +218,20 @@ class RawOrigin:
     def serve(self, conn):
         raise NotImplementedError
 
+    @staticmethod
+    def read_head(f):
+        """Reads one head from the buffered reader F: (its first line, its
+        Content-Length or 0); the first line is b"" at end of stream."""
+        line = f.readline()
+        length = 0
+        while line:
+            h = f.readline()
+            if h in (b"\r\n", b""):
+                break
+            if h.lower().startswith(b"content-length:"):
+                length = int(h.split(b":")[1])
+        return line, length
+
     def close(self):
         self.stop.set()
         self.thread.join(timeout=2)

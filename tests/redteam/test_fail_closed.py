@@ -15,20 +15,7 @@ import pftest  # noqa: E402
 
 
 def children_named(pid, comm):
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if ppid == pid and name == comm:
-            found.append(int(entry))
-    return found
+    return [p for p, name, ppid in pftest.processes() if ppid == pid and name == comm]
 
 
 class FailClosed(pftest.PinfoldTestCase):

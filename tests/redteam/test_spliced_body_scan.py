@@ -26,16 +26,9 @@ class Origin(pftest.RawOrigin):
 
     def serve(self, conn):
         f = conn.makefile("rb")
-        line = f.readline()
+        line, length = self.read_head(f)
         if not line:
             return
-        length = 0
-        while True:
-            h = f.readline()
-            if h in (b"\r\n", b""):
-                break
-            if h.lower().startswith(b"content-length:"):
-                length = int(h.split(b":")[1])
         body = b""
         while len(body) < length:
             chunk = f.read1(65536)
