@@ -2,6 +2,7 @@
 // split of each valid one (a proxy sees heads arrive in arbitrary pieces).
 
 #include "http/parser.hpp"
+#include "parse_result_compare.hpp"
 
 #include <doctest/doctest.h>
 
@@ -349,13 +350,9 @@ using pinfold::http::RequestParse;
 
 bool same_result(const RequestParse& a, const RequestParse& b)
 {
-    if (a.has_value() != b.has_value())
-        return false;
-    if (!a)
-        return a.error().status == b.error().status && a.error().reason == b.error().reason;
-    if (a->has_value() != b->has_value())
-        return false;
-    return !a->has_value() || ((*a)->second == (*b)->second && same_head((*a)->first, (*b)->first));
+    return pinfold::test::same_parse(a, b, [](const auto& x, const auto& y) {
+        return x.second == y.second && same_head(x.first, y.first);
+    });
 }
 
 bool finished(const RequestParse& r) { return !r || r->has_value(); }

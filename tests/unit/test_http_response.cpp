@@ -1,6 +1,7 @@
 // Response head parsing: which responses carry a body and how it is framed.
 
 #include "http/parser.hpp"
+#include "parse_result_compare.hpp"
 
 #include <doctest/doctest.h>
 
@@ -146,23 +147,17 @@ using pinfold::http::ResponseParse;
 
 bool same_result(const ResponseParse& a, const ResponseParse& b)
 {
-    if (a.has_value() != b.has_value())
-        return false;
-    if (!a)
-        return a.error().status == b.error().status && a.error().reason == b.error().reason;
-    if (a->has_value() != b->has_value())
-        return false;
-    if (!a->has_value())
-        return true;
-    const auto& [x, x_size] = **a;
-    const auto& [y, y_size] = **b;
-    if (x.headers.size() != y.headers.size())
-        return false;
-    for (std::size_t i = 0; i < x.headers.size(); ++i)
-        if (x.headers[i].name != y.headers[i].name || x.headers[i].value != y.headers[i].value)
+    return pinfold::test::same_parse(a, b, [](const auto& first, const auto& second) {
+        const auto& [x, x_size] = first;
+        const auto& [y, y_size] = second;
+        if (x.headers.size() != y.headers.size())
             return false;
-    return x_size == y_size && x.status == y.status && x.minor_version == y.minor_version && x.body == y.body &&
-           x.content_length == y.content_length && x.keep_alive == y.keep_alive;
+        for (std::size_t i = 0; i < x.headers.size(); ++i)
+            if (x.headers[i].name != y.headers[i].name || x.headers[i].value != y.headers[i].value)
+                return false;
+        return x_size == y_size && x.status == y.status && x.minor_version == y.minor_version && x.body == y.body &&
+               x.content_length == y.content_length && x.keep_alive == y.keep_alive;
+    });
 }
 
 // As for requests: a growing buffer parsed with a kept HeadScan answers
@@ -213,18 +208,13 @@ TEST_CASE("http response: parse_response_framing answers as parse_response_head,
 {
     using pinfold::http::parse_response_framing;
     auto same_but_fields = [](const ResponseParse& full, const ResponseParse& framing) {
-        if (full.has_value() != framing.has_value())
-            return false;
-        if (!full)
-            return full.error().status == framing.error().status && full.error().reason == framing.error().reason;
-        if (full->has_value() != framing->has_value())
-            return false;
-        if (!full->has_value())
-            return true;
-        const auto& [x, x_size] = **full;
-        const auto& [y, y_size] = **framing;
-        return y.headers.empty() && x_size == y_size && x.status == y.status && x.minor_version == y.minor_version &&
-               x.body == y.body && x.content_length == y.content_length && x.keep_alive == y.keep_alive;
+        return pinfold::test::same_parse(full, framing, [](const auto& first, const auto& second) {
+            const auto& [x, x_size] = first;
+            const auto& [y, y_size] = second;
+            return y.headers.empty() && x_size == y_size && x.status == y.status &&
+                   x.minor_version == y.minor_version && x.body == y.body && x.content_length == y.content_length &&
+                   x.keep_alive == y.keep_alive;
+        });
     };
     std::vector<std::pair<std::string, std::string>> inputs;
     for (const auto& c : valid_responses())
