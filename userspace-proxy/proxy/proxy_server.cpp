@@ -254,6 +254,7 @@ struct ProxyServer::State {
     void advance(Connection& c) noexcept;
     bool step_head(Connection& c) noexcept;
     bool step_exchange(Connection& c) noexcept;
+    bool start_body_splice(Connection& c, bool request, std::uint64_t length) noexcept;
     int splice_response_body(Connection& c, bool request_done) noexcept;
     int splice_request_body(Connection& c) noexcept;
     bool step_hello(Connection& c) noexcept;
@@ -924,6 +925,23 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
     return true;
 }
 
+// Bodies shorter than this are copied: below it a pipe costs more than the copy.
+constexpr std::uint64_t splice_threshold = 128 * 1024;
+
+// One pipe per body in flight, for either direction.
+bool ProxyServer::State::start_body_splice(Connection& c, bool request, std::uint64_t length) noexcept
+{
+    if (!c.body_splice) {
+        auto created = BodySplice::create();
+        if (!created)
+            return false;
+        c.body_splice.emplace(std::move(*created));
+    }
+    c.splice_is_request = request;
+    c.body_splice->start(length);
+    return true;
+}
+
 // Moves the rest of a large plain response body of known length with
 // splice(), once its head and every buffered body byte have reached the
 // client. Returns -1 when it does not apply (the buffered path goes on),
@@ -931,7 +949,6 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
 // exchange to finish as if the body had been fed.
 int ProxyServer::State::splice_response_body(Connection& c, bool request_done) noexcept
 {
-    constexpr std::uint64_t splice_threshold = 128 * 1024;   // below: a pipe costs more than the copy
     bool active = c.splicing_response();
     if (!active) {
         // Only plain bytes both ways: an intercepted session's body must be
@@ -940,14 +957,8 @@ int ProxyServer::State::splice_response_body(Connection& c, bool request_done) n
             c.response_left < splice_threshold || !c.upstream_in.empty() || !c.client_out.empty() ||
             !request_done || c.client_tls || c.upstream_tls || c.upstream_connecting || c.upstream < 0)
             return -1;
-        if (!c.body_splice) {
-            auto created = BodySplice::create();
-            if (!created)
-                return -1;   // out of pipes: copying still works
-            c.body_splice.emplace(std::move(*created));
-        }
-        c.splice_is_request = false;
-        c.body_splice->start(c.response_left);
+        if (!start_body_splice(c, false, c.response_left))
+            return -1;   // out of pipes: copying still works
     }
     std::uint64_t before = c.body_splice->delivered();
     BodySplice::Step step = c.body_splice->pump(c.upstream, c.client);
@@ -985,20 +996,13 @@ int ProxyServer::State::splice_response_body(Connection& c, bool request_done) n
 // complete body leaves the exchange as if the decoder had been fed.
 int ProxyServer::State::splice_request_body(Connection& c) noexcept
 {
-    constexpr std::uint64_t splice_threshold = 128 * 1024;   // as for responses
     if (!c.splicing_request()) {
         if (!c.request_body || c.request_body->done() || c.request_body->length_left() < splice_threshold ||
             c.request_scan || !c.client_in.empty() || !c.upstream_out.empty() || c.client_tls || c.upstream_tls ||
             c.upstream_connecting || c.upstream < 0 || c.client_eof || c.splicing_response())
             return -1;
-        if (!c.body_splice) {
-            auto created = BodySplice::create();
-            if (!created)
-                return -1;   // out of pipes: copying still works
-            c.body_splice.emplace(std::move(*created));
-        }
-        c.splice_is_request = true;
-        c.body_splice->start(c.request_body->length_left());
+        if (!start_body_splice(c, true, c.request_body->length_left()))
+            return -1;   // out of pipes: copying still works
     }
     std::uint64_t before = c.body_splice->delivered();
     BodySplice::Step step = c.body_splice->pump(c.client, c.upstream);
