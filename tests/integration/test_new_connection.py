@@ -8,6 +8,7 @@ connection that never sends a request must never reach an origin."""
 import os
 import socket
 import sys
+import textwrap
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import pftest  # noqa: E402
@@ -15,7 +16,7 @@ import pftest  # noqa: E402
 # Runs in the sandbox: one request per connection, sent as the brief says
 # (whole, right after connect / in pieces with pauses / one byte at a time),
 # read to the end; prints the status of each.
-CLIENT = r"""
+CLIENT = pftest.SANDBOX_READ_ALL + r"""
 import socket, time
 req = b"GET /items/1 HTTP/1.1\r\nHost: 127.0.0.1:PORT\r\nConnection: close\r\n\r\n"
 def one(pieces, pause):
@@ -24,12 +25,7 @@ def one(pieces, pause):
         s.sendall(p)
         if pause:
             time.sleep(pause)
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(s)
     s.close()
     return data.split(b" ", 2)[1].decode() if data else "-"
 out = []
@@ -74,7 +70,7 @@ class NewConnection(pftest.PinfoldTestCase):
               - endpoint: http://127.0.0.1:{listener.port}/**
               - endpoint: http://127.0.0.1:{up.port}/**
         """)
-        r = self.python_in_sandbox(policy, f"""
+        r = self.python_in_sandbox(policy, pftest.SANDBOX_READ_ALL + textwrap.dedent(f"""
             import socket, time
             # Connects and closes without a byte; connects, half-closes and
             # waits for the proxy to close; connects and idles a while.
@@ -90,14 +86,8 @@ class NewConnection(pftest.PinfoldTestCase):
             # The proxy still serves: a request to the other origin.
             s = socket.create_connection(("127.0.0.1", {up.port}), timeout=10)
             s.sendall(b"GET /x HTTP/1.1\\r\\nHost: 127.0.0.1:{up.port}\\r\\nConnection: close\\r\\n\\r\\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            print("status", data.split(b" ", 2)[1].decode())
-        """)
+            print("status", read_all(s).split(b" ", 2)[1].decode())
+        """))
         self.assertEqual(r.stdout.split("\n")[:2], ["eof True", "status 200"], r.stdout + r.stderr)
         self.assertEqual(listener.accepts, 0, "a connection without a request reached the origin")
         self.assertEqual([a.get("destination") for a in r.audit if a.get("verdict") == "allow"],
@@ -111,20 +101,15 @@ class NewConnection(pftest.PinfoldTestCase):
               - name: nothing-there
                 endpoint: http://127.0.0.1:{port}/**
         """)
-        r = self.python_in_sandbox(policy, f"""
+        r = self.python_in_sandbox(policy, pftest.SANDBOX_READ_ALL + textwrap.dedent(f"""
             import socket
             for _ in range(3):
                 s = socket.create_connection(("127.0.0.1", {port}), timeout=10)
                 s.sendall(b"GET /a HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\n\\r\\n")
-                data = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = read_all(s)
                 s.close()
                 print(data.split(b" ", 2)[1].decode(), b"Connection refused" in data)
-        """)
+        """))
         self.assertEqual(r.stdout.split("\n")[:3], ["502 True"] * 3, r.stdout + r.stderr)
         recs = r.audit_where(event="http", status=502)
         self.assertEqual(len(recs), 3, r.audit)

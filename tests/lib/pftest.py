@@ -110,6 +110,19 @@ def require_root():
         raise SystemExit("integration tests need root (real cgroups and BPF hooks)")
 
 
+# For code run in the sandbox (python_in_sandbox): prepend it, unindented,
+# to read a response to its end.
+SANDBOX_READ_ALL = """
+def read_all(s):
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+"""
+
+
 class CountingServer:
     """An HTTP/1.1 server on a loopback address that counts what reaches it."""
 

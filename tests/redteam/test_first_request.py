@@ -11,15 +11,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import pftest  # noqa: E402
 
-READ_ALL = """
-def read_all(s):
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-"""
+READ_ALL = pftest.SANDBOX_READ_ALL
 
 
 class FirstRequest(pftest.PinfoldTestCase):
