@@ -20,21 +20,12 @@ class CredentialCase(pftest.PinfoldTestCase):
 
     def setUp(self):
         super().setUp()
-        self.secret = credtest.new_secret()
-        self.old_env = os.environ.get(credtest.SECRET_ENV)
-        os.environ[credtest.SECRET_ENV] = self.secret
+        self.secret = credtest.use_new_secret(self)
         self.ca = tlstest.TestCA(self.tmp)
         self.up = credtest.EchoServer(self.ca, f"{self.scheme} {self.secret}")
         self.servers.append(self.up)
         self.port = self.up.port
         self.provider = credtest.write_provider(self.tmp, scheme=self.scheme)
-
-    def tearDown(self):
-        if self.old_env is None:
-            os.environ.pop(credtest.SECRET_ENV, None)
-        else:
-            os.environ[credtest.SECRET_ENV] = self.old_env
-        super().tearDown()
 
     def policy(self, extra_rules=""):
         return self.write_policy(f"""

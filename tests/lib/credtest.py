@@ -18,6 +18,22 @@ def new_secret():
     return "ghp_" + secrets.token_hex(16)
 
 
+def use_new_secret(test):
+    """A fresh secret in SECRET_ENV, where the test's providers read it, for
+    the length of TEST (a unittest.TestCase); the old value comes back after."""
+    secret = new_secret()
+    old = os.environ.get(SECRET_ENV)
+    os.environ[SECRET_ENV] = secret
+
+    def restore():
+        if old is None:
+            os.environ.pop(SECRET_ENV, None)
+        else:
+            os.environ[SECRET_ENV] = old
+    test.addCleanup(restore)
+    return secret
+
+
 def write_provider(directory, name="github", source=None, sandbox_env="GITHUB_TOKEN", scheme="Bearer"):
     path = os.path.join(directory, f"provider-{name}.yaml")
     with open(path, "w") as f:

@@ -115,9 +115,7 @@ class RawTlsServer:
 class ChunkedExfiltration(pftest.PinfoldTestCase):
     def setUp(self):
         super().setUp()
-        self.secret = credtest.new_secret()
-        self.old_env = os.environ.get(credtest.SECRET_ENV)
-        os.environ[credtest.SECRET_ENV] = self.secret
+        self.secret = credtest.use_new_secret(self)
         self.ca = tlstest.TestCA(self.tmp)
         self.up = RawTlsServer(self.ca)
         self.servers.append(self.up)
@@ -130,13 +128,6 @@ class ChunkedExfiltration(pftest.PinfoldTestCase):
                 methods: [POST]
                 credentials: [github]
         """)
-
-    def tearDown(self):
-        if self.old_env is None:
-            os.environ.pop(credtest.SECRET_ENV, None)
-        else:
-            os.environ[credtest.SECRET_ENV] = self.old_env
-        super().tearDown()
 
     def send(self, *parts):
         script = os.path.join(self.tmp, "client.py")

@@ -23,9 +23,7 @@ def curl(url, *args):
 class Exfiltration(pftest.PinfoldTestCase):
     def setUp(self):
         super().setUp()
-        self.secret = credtest.new_secret()
-        self.old_env = os.environ.get(credtest.SECRET_ENV)
-        os.environ[credtest.SECRET_ENV] = self.secret
+        self.secret = credtest.use_new_secret(self)
         self.ca = tlstest.TestCA(self.tmp)
         self.up = credtest.EchoServer(self.ca, f"Bearer {self.secret}")
         self.other = credtest.EchoServer(self.ca, f"Bearer {self.secret}")
@@ -44,13 +42,6 @@ class Exfiltration(pftest.PinfoldTestCase):
               - name: same-host-no-credentials
                 endpoint: https://localhost:{self.up.port}/public/**
         """)
-
-    def tearDown(self):
-        if self.old_env is None:
-            os.environ.pop(credtest.SECRET_ENV, None)
-        else:
-            os.environ[credtest.SECRET_ENV] = self.old_env
-        super().tearDown()
 
     def run_sh(self, script):
         return self.pinfold(self.policy, ["sh", "-c", script],

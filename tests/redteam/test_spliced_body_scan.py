@@ -61,9 +61,7 @@ except OSError as e:
 class SplicedBodyScan(pftest.PinfoldTestCase):
     def setUp(self):
         super().setUp()
-        self.secret = credtest.new_secret()
-        self.old_env = os.environ.get(credtest.SECRET_ENV)
-        os.environ[credtest.SECRET_ENV] = self.secret
+        self.secret = credtest.use_new_secret(self)
         self.provider = credtest.write_provider(self.tmp)
         self.origin = Origin()
         self.servers.append(self.origin)
@@ -78,13 +76,6 @@ class SplicedBodyScan(pftest.PinfoldTestCase):
                 methods: [GET]
                 credentials: [github]
         """)
-
-    def tearDown(self):
-        if self.old_env is None:
-            os.environ.pop(credtest.SECRET_ENV, None)
-        else:
-            os.environ[credtest.SECRET_ENV] = self.old_env
-        super().tearDown()
 
     def upload(self, value):
         client = CLIENT.replace("PORT", str(self.origin.port)).replace("SIZE", str(SIZE)).replace("AT", str(AT))
