@@ -1,5 +1,8 @@
 // Trust injection files: what the sandbox gets (certificates only, readable),
-// the environment entries, and the cleanup of bundles of dead runs.
+// the environment entries, the cleanup of bundles of dead runs, and the
+// bundle made in two steps for a sandbox built while the proxy makes its CA
+// (the files first, roots only, for the sandbox to bind; then the run CA
+// written into the same files).
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -29,6 +32,13 @@ std::string slurp(const fs::path& p)
 }
 
 const std::string ca_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+ino_t inode_of(const std::string& p)
+{
+    struct stat st {};
+    REQUIRE(::stat(p.c_str(), &st) == 0);
+    return st.st_ino;
+}
 
 } // namespace
 
@@ -79,5 +89,46 @@ TEST_CASE("trust bundle: roots + run CA, readable, environment, stale runs remov
     }
     CHECK_FALSE(fs::exists(parent / "run-3"));
     ::close(held);
+    fs::remove_all(root);
+}
+
+TEST_CASE("trust bundle in two steps: created with the roots and readable, the run CA added in place")
+{
+    char tmpl[] = "/tmp/pinfold-trust-fill-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl));
+    fs::path root(tmpl);
+    fs::path roots = root / "system.pem";
+    std::ofstream(roots) << "-----BEGIN CERTIFICATE-----\nROOT\n-----END CERTIFICATE-----";
+    fs::create_directory(root / "locks");
+
+    TrustBundle b = plan_trust_bundle("run-7", (root / "trust").string());
+    const std::string roots_part = "-----BEGIN CERTIFICATE-----\nROOT\n-----END CERTIFICATE-----\n# pinfold run CA\n";
+    REQUIRE(create_trust_bundle_files(b, (root / "locks").string(), roots.string()));
+    CHECK(slurp(b.bundle_path) == roots_part);
+    CHECK(slurp(b.ca_path).empty());
+    struct stat st {};
+    REQUIRE(::stat(b.bundle_path.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0644);
+    ino_t bundle_inode = inode_of(b.bundle_path);
+    ino_t ca_inode = inode_of(b.ca_path);
+
+    // Anything but certificates is refused, and the files stay as they are.
+    CHECK_FALSE(fill_trust_bundle(b, ca_pem + "-----BEGIN PRIVATE KEY-----\n"));
+    CHECK(slurp(b.bundle_path) == roots_part);
+    CHECK(slurp(b.ca_path).empty());
+
+    REQUIRE(fill_trust_bundle(b, ca_pem));
+    // The same inodes: a bind mount of the empty file shows the content.
+    CHECK(inode_of(b.bundle_path) == bundle_inode);
+    CHECK(inode_of(b.ca_path) == ca_inode);
+    CHECK(slurp(b.ca_path) == ca_pem);
+    CHECK(slurp(b.bundle_path) == roots_part + ca_pem);
+
+    // A second create (a crashed run with the same pid) starts afresh.
+    REQUIRE(create_trust_bundle_files(b, (root / "locks").string(), roots.string()));
+    CHECK(slurp(b.bundle_path) == roots_part);
+    CHECK(slurp(b.ca_path).empty());
+    remove_trust_bundle(b);
+    CHECK_FALSE(fs::exists(b.directory));
     fs::remove_all(root);
 }
