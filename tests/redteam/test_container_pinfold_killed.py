@@ -18,12 +18,9 @@ import pftest  # noqa: E402
 
 LIB = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "lib"))
 
-# The job: a grandchild that leaves the process tree, then pinfold killed
-# by its child; the grandchild tries the network once pinfold is gone.
-JOB = """
-import json, os, socket, sys, time
-pinfold = os.getppid()
-
+# Both jobs below: whether a process is gone, and one request through the
+# proxy's steering (its status line, "closed", or the errno).
+JOB_PROBES = """
 def gone(pid):
     # Dead, or a zombie its parent (the test) has not reaped yet.
     try:
@@ -32,6 +29,23 @@ def gone(pid):
     except OSError:
         return True
 
+def try_get(path):
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        s.connect(("127.0.0.1", {port}))
+        s.sendall(b"GET " + path + b" HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\nConnection: close\\r\\n\\r\\n")
+        return s.recv(4096).split(b"\\r\\n")[0].decode() or "closed"
+    except OSError as e:
+        return e.errno
+"""
+
+# The job: a grandchild that leaves the process tree, then pinfold killed
+# by its child; the grandchild tries the network once pinfold is gone.
+JOB = """
+import json, os, socket, sys, time
+pinfold = os.getppid()
+""" + JOB_PROBES + """
 if os.fork() == 0:
     os.setsid()
     devnull = os.open("/dev/null", os.O_RDWR)
@@ -50,14 +64,7 @@ if os.fork() == 0:
         cg = os.open({cgroup_mount!r}, os.O_RDONLY | os.O_DIRECTORY)
         out["detach"] = sorted({{bpfsys.prog_detach(cg, bpfsys.BPF_CGROUP_INET4_CONNECT, fd)[1]
                                  for fd in (0, -1 & 0xffffffff, cg)}}, key=str)
-        s = socket.socket()
-        s.settimeout(5)
-        try:
-            s.connect(("127.0.0.1", {port}))
-            s.sendall(b"GET /after-kill HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\nConnection: close\\r\\n\\r\\n")
-            out["tcp"] = s.recv(4096).split(b"\\r\\n")[0].decode() or "closed"
-        except OSError as e:
-            out["tcp"] = e.errno
+        out["tcp"] = try_get(b"/after-kill")
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             u.sendto(b"after-kill", ("127.0.0.1", {udp_port}))
@@ -81,29 +88,14 @@ time.sleep(30)                              # killed with the rest at the end
 HALF_DEAD = """
 import ctypes, json, os, socket, sys, threading, time
 pinfold = int(sys.argv[1])
-
-def gone(pid):
-    try:
-        with open(f"/proc/{{pid}}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
+""" + JOB_PROBES + """
 def later():
     for _ in range(300):                     # at most 15 s for the run to end
         if gone(pinfold):
             break
         time.sleep(0.05)
     time.sleep(0.5)
-    out = {{"pinfold_gone": gone(pinfold)}}
-    s = socket.socket()
-    s.settimeout(5)
-    try:
-        s.connect(("127.0.0.1", {port}))
-        s.sendall(b"GET /half-dead HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\nConnection: close\\r\\n\\r\\n")
-        out["tcp"] = s.recv(4096).split(b"\\r\\n")[0].decode() or "closed"
-    except OSError as e:
-        out["tcp"] = e.errno
+    out = {{"pinfold_gone": gone(pinfold), "tcp": try_get(b"/half-dead")}}
     with open({out!r}, "w") as f:
         json.dump(out, f)
     os._exit(0)
