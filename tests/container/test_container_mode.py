@@ -183,26 +183,19 @@ class ContainerMode(unittest.TestCase):
         while time.monotonic() < deadline:
             if run.poll() is not None:
                 raise AssertionError(f"the container exited early: {run.stderr.read()}")
-            procs = {}
-            for entry in os.listdir("/proc"):
-                if not entry.isdigit():
+            procs = {pid: (comm, ppid) for pid, comm, ppid in pftest.processes()}
+            for pid, (comm, ppid) in procs.items():
+                if comm != "pinfold-proxy" or ppid not in procs:
                     continue
                 try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        stat = f.read()
-                    with open(f"/proc/{entry}/cmdline", "rb") as f:
-                        cmdline = f.read()
+                    with open(f"/proc/{ppid}/cmdline", "rb") as f:
+                        parent_cmdline = f.read()
                 except OSError:
                     continue
-                comm = stat[stat.index("(") + 1:stat.rindex(")")]
-                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-                procs[int(entry)] = (comm, ppid, cmdline)
-            for pid, (comm, ppid, _) in procs.items():
-                parent = procs.get(ppid)
                 # Our run: pinfold's argv holds the job's wait script.
-                if comm != "pinfold-proxy" or not parent or b"/out/go" not in parent[2]:
+                if b"/out/go" not in parent_cmdline:
                     continue
-                if any(c == "python3" and p == ppid for c, p, _ in procs.values()):
+                if any(c == "python3" and p == ppid for c, p in procs.values()):
                     return pid
             time.sleep(0.05)
         raise AssertionError("the container's proxy and job did not start")
