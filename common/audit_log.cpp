@@ -184,6 +184,7 @@ void append_audit_record(std::string& out, const AuditRecord& r, std::int64_t un
         append_number(out, ",\"status\":", *r.status);
     append_number(out, ",\"bytes_in\":", r.bytes_in);
     append_number(out, ",\"bytes_out\":", r.bytes_out);
+    append_optional(out, "upstream", r.upstream);
     out.push_back('}');
 }
 

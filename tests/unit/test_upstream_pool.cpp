@@ -308,3 +308,23 @@ TEST_CASE("upstream pool: a connection is reusable only after a clean, fully fra
     CHECK_FALSE(with([](ExchangeEnd& e) { e.requests = 5; }));
     CHECK(with([](ExchangeEnd& e) { e.requests = 4; }));
 }
+
+TEST_CASE("upstream pool: the key of a plain request holds the origin's identity and the decision")
+{
+    ConnectionOrigin o;
+    o.sandbox_id = 7;
+    o.uid = 1000;
+    o.exe = {2049, 1234};
+    o.exe_name = "curl";
+    o.address = base_key().address;
+    o.port = 8080;
+    o.pid = 42;   // the pid is not part of it: a pool serves the executable, not one process
+    UpstreamKey k = plain_http_key(o, "example.test", "allow-example", {});
+    CHECK(k == base_key());
+    o.pid = 43;
+    CHECK(plain_http_key(o, "example.test", "allow-example", {}) == base_key());
+    CHECK_FALSE(plain_http_key(o, "example.test", "allow-example", {"github"}) == base_key());
+    CHECK_FALSE(plain_http_key(o, "example.test", "other", {}) == base_key());
+    o.exe.ino = 1;
+    CHECK_FALSE(plain_http_key(o, "example.test", "allow-example", {}) == base_key());
+}

@@ -210,6 +210,21 @@ struct Connection {
     }
     std::uint64_t response_left = 0;     // body bytes not yet taken from upstream
     bool response_length_known = false;
+    // The final response's framing, for the pool's "ended clean" check.
+    int response_minor_version = 0;
+    http::BodyKind response_kind = http::BodyKind::until_close;
+    bool response_keep_alive = false;    // the origin's own, not the client's
+    // Upstream keep-alive pool (upstream_pool.hpp), plain HTTP only. The
+    // key the upstream socket was opened or taken for: it never carries a
+    // request of another key.
+    std::optional<UpstreamKey> upstream_key;
+    std::uint32_t upstream_requests = 0;   // requests sent on this socket
+    bool upstream_idle_clean = false;      // last exchange ended clean, nothing sent since
+    Clock::time_point upstream_idle_since;
+    // The head sent on a reused socket, kept until a response byte arrives:
+    // an origin that closed the socket while idle gets it once more on a
+    // fresh connection (idempotent, body-less requests only).
+    std::string retry_request;
 };
 
 struct ProxyServer::State {
@@ -226,8 +241,12 @@ struct ProxyServer::State {
     std::unique_ptr<tls::LeafContexts> leaves;   // null: TLS disabled
     SSL_CTX* upstream_ctx = nullptr;
     std::shared_ptr<const policy::CredentialSet> credentials = std::make_shared<const policy::CredentialSet>();
+    UpstreamPool pool;   // idle plain-HTTP upstream sockets, closed with the State (proxy exit)
 
-    State(OriginSource& o, Resolver& r, AuditLog& a, ProxyLimits l) : origins(o), resolver(r), audit(a), limits(l) {}
+    State(OriginSource& o, Resolver& r, AuditLog& a, ProxyLimits l)
+        : origins(o), resolver(r), audit(a), limits(l), pool(l.pool)
+    {
+    }
 
     AuditRecord record_for(const ConnectionOrigin& origin) const
     {
@@ -267,6 +286,9 @@ struct ProxyServer::State {
     }
     void reject(Connection& c, int status, const std::string& rule, const std::string& reason) noexcept;
     bool connect_upstream(Connection& c, bool send_queued = false) noexcept;
+    bool attach_pooled(Connection& c, int fd) noexcept;
+    void release_upstream(Connection& c) noexcept;
+    bool retry_fresh(Connection& c) noexcept;
     void finish_record(Connection& c, std::optional<int> status, const std::string& reason_if_unfinished) noexcept;
     void update_interest(Connection& c) noexcept;
     void close_connection(Connection& c) noexcept;
@@ -554,6 +576,10 @@ bool ProxyServer::State::write_side(Connection& c, bool upstream) noexcept
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return true;
+        // A reused socket the origin reset while it sat idle: the request
+        // goes once more on a new one (retry_fresh says whether it may).
+        if (upstream && !tls && retry_fresh(c))
+            return true;
         return false;
     }
     return true;
@@ -591,12 +617,9 @@ void ProxyServer::State::reject(Connection& c, int status, const std::string& ru
     c.phase = Phase::closing;
     c.upstream_tls.reset();
     c.upstream_cipher_out.clear();
-    if (c.upstream >= 0) {
-        ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.upstream, nullptr);
-        ::close(c.upstream);
-        c.upstream = -1;
-        c.upstream_mask = 0;
-    }
+    // Closed, or back to the pool when idle and clean (a request denied
+    // before anything was written to it).
+    release_upstream(c);
 }
 
 // `send_queued`: upstream_out holds plain bytes (an allowed request) to
@@ -675,6 +698,82 @@ bool ProxyServer::State::connect_upstream(Connection& c, bool send_queued) noexc
     c.upstream_in.clear();
     if (connecting)
         c.deadline = Clock::now() + std::chrono::seconds(limits.connect_timeout_seconds);
+    return true;
+}
+
+// A socket from the pool: already connected, the queued head goes out
+// with the next write. Not in the epoll set while it sat idle.
+bool ProxyServer::State::attach_pooled(Connection& c, int fd) noexcept
+{
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT;
+    ev.data.u64 = c.id | 1;
+    if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        ::close(fd);
+        return false;
+    }
+    c.upstream = fd;
+    c.upstream_mask = ev.events;
+    c.upstream_connecting = false;
+    c.upstream_eof = false;
+    c.upstream_in.clear();
+    return true;
+}
+
+// Takes the upstream socket off the connection: into the pool when its
+// last exchange ended clean and nothing came or went since, else closed.
+void ProxyServer::State::release_upstream(Connection& c) noexcept
+{
+    if (c.upstream < 0)
+        return;
+    ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.upstream, nullptr);
+    bool clean = c.upstream_key && c.upstream_idle_clean && c.upstream_in.empty() && c.upstream_out.empty() &&
+                 !c.upstream_eof && !c.upstream_connecting && !c.upstream_tls;
+    bool pooled = false;
+    if (clean) {
+        try {
+            pooled = pool.release(*c.upstream_key, c.upstream, c.upstream_requests, c.upstream_idle_since);
+        } catch (...) {
+            ::close(c.upstream);   // out of memory for the entry: the socket must not leak
+        }
+    } else {
+        ::close(c.upstream);
+    }
+    log()->debug("connection {}: upstream {}", c.id, pooled ? "kept in the pool" : "closed");
+    c.upstream = -1;
+    c.upstream_mask = 0;
+    c.upstream_out.clear();   // bytes meant for that socket, never for another
+    c.upstream_key.reset();
+    c.upstream_idle_clean = false;
+    c.upstream_requests = 0;
+    c.upstream_in.clear();
+    c.upstream_eof = false;
+    c.retry_request.clear();
+}
+
+// A reused socket failed before any response byte (the origin closed it
+// while idle, or reset it): the same head once more on a fresh connection.
+// Returns false when no retry applies; then the caller fails as before.
+bool ProxyServer::State::retry_fresh(Connection& c) noexcept
+{
+    if (c.retry_request.empty() || c.phase != Phase::exchange || c.response_sent_any || c.response_head_seen ||
+        !c.upstream_in.empty() || c.upstream < 0)
+        return false;
+    std::string request = std::move(c.retry_request);
+    auto key = c.upstream_key;
+    c.upstream_idle_clean = false;
+    release_upstream(c);   // not clean: closed
+    c.upstream_out = std::move(request);
+    c.response_head_scan = {};
+    c.record.upstream = "retry";
+    if (!connect_upstream(c, true)) {
+        c.upstream_out.clear();
+        reject(c, 502, c.record.rule, "cannot connect to " + c.record.destination + ": " + std::strerror(errno));
+        return true;
+    }
+    c.upstream_key = std::move(key);
+    c.upstream_requests = 1;
+    log()->debug("connection {}: reused upstream failed before responding, retried on a new one", c.id);
     return true;
 }
 
@@ -768,11 +867,41 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     }
     c.record.verdict = "allow";
     c.record_pending = true;
+    // Plain HTTP is pooled by everything that allowed it (upstream_pool.hpp);
+    // an intercepted session keeps its upstream to itself, as before.
+    std::optional<UpstreamKey> key;
+    if (!c.client_tls)
+        key = plain_http_key(c.origin, d.host, d.rule, injected.injected);
+    // The upstream of this client's last request serves this one only for
+    // the same key, and only if that exchange ended clean with nothing
+    // arriving since; else it goes (to the pool if clean).
+    if (c.upstream >= 0 && key &&
+        (c.upstream_key != key || !c.upstream_idle_clean || c.upstream_eof || !c.upstream_in.empty()))
+        release_upstream(c);
+    const char* upstream_use = c.upstream >= 0 ? "kept" : "new";
+    // Only a request that may be sent twice rides on a socket that sat
+    // idle: the origin may have closed it meanwhile (then: one retry).
+    bool retryable = key && may_use_pooled(head);
+    if (c.upstream < 0 && retryable) {
+        if (auto taken = pool.take(*key, Clock::now()); taken && attach_pooled(c, taken->fd)) {
+            c.upstream_requests = taken->requests;
+            upstream_use = "reused";
+        }
+    }
+    if (c.upstream < 0)
+        c.upstream_requests = 0;
+    c.upstream_idle_clean = false;
     c.upstream_out += http::serialize_request_head(head, d.upstream_target);
-    // Connection is hop-by-hop and dropped above; the proxy closes the
-    // upstream after this exchange too, and says so.
-    if (!head.keep_alive && c.upstream_out.ends_with("\r\n\r\n"))
+    // Connection is hop-by-hop and dropped above. Unpooled, the proxy
+    // closes the upstream after this exchange too, and says so; pooled, it
+    // closes only toward the client (close_delimited_head) and keeps the
+    // upstream if the exchange ends clean.
+    if (!key && !head.keep_alive && c.upstream_out.ends_with("\r\n\r\n"))
         c.upstream_out.insert(c.upstream_out.size() - 2, "Connection: close\r\n");
+    if (retryable && c.upstream >= 0)
+        c.retry_request = c.upstream_out;
+    else
+        c.retry_request.clear();
     // Connected after the head is queued, so a plain request can leave
     // with the connect (an intercepted one waits for its TLS handshake).
     if (c.upstream < 0 && !connect_upstream(c, !c.client_tls)) {
@@ -780,6 +909,10 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
         reject(c, 502, d.rule, "cannot connect to " + c.record.destination + ": " + std::strerror(errno));
         return true;
     }
+    if (key)
+        c.upstream_key = std::move(key);
+    ++c.upstream_requests;
+    c.record.upstream = upstream_use;
     c.request_body.reset();
     c.request_scan.reset();
     if (!credentials->empty())
@@ -869,6 +1002,9 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
         c.response_head_seen = true;
         c.record.status = head.status;
         c.keep_alive = c.keep_alive && head.keep_alive;
+        c.response_minor_version = head.minor_version;
+        c.response_kind = head.body;
+        c.response_keep_alive = head.keep_alive;
         if (head.body == http::BodyKind::until_close)
             c.response_until_close = true;
         if (head.body != http::BodyKind::none)
@@ -896,6 +1032,8 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
     bool response_done = c.response_head_seen &&
                          (!c.response_body || c.response_body->done() || (c.response_until_close && c.upstream_eof));
     if (!response_done && c.upstream_eof && c.upstream_in.empty()) {
+        if (!c.response_sent_any && retry_fresh(c))
+            return true;
         if (!c.response_sent_any) {
             reject(c, 502, c.record.rule, "upstream closed before responding");
         } else {
@@ -907,6 +1045,30 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
     if (!response_done)
         return progress;
     finish_record(c, c.record.status, "");
+    c.retry_request.clear();
+    if (c.upstream_key) {
+        // Pooled (plain HTTP): the upstream may serve another request only
+        // after a clean, fully framed exchange; otherwise it is closed now,
+        // whatever the client does next, so stray bytes reach nobody.
+        ExchangeEnd end;
+        end.plain = !c.client_tls && !c.upstream_tls;
+        end.request_complete = request_done;
+        end.request_sent = c.upstream_out.empty();
+        end.response_complete = true;
+        end.status = c.record.status.value_or(0);
+        end.minor_version = c.response_minor_version;
+        end.body = c.response_kind;
+        end.response_keep_alive = c.response_keep_alive;
+        end.extra_bytes = !c.upstream_in.empty();
+        end.upstream_eof = c.upstream_eof;
+        end.requests = c.upstream_requests;
+        c.upstream_idle_clean = reusable_after(end, pool.limits());
+        c.upstream_idle_since = Clock::now();
+        // The client asked to close: its connection goes, the upstream
+        // (hop-by-hop, never told to close) goes to the pool.
+        if (!c.upstream_idle_clean || !c.keep_alive)
+            release_upstream(c);
+    }
     // A response that ended before the request body did leaves the
     // connection in an unknown state: close rather than guess.
     if (!request_done || !c.keep_alive || c.response_until_close) {
@@ -1268,8 +1430,7 @@ void ProxyServer::State::close_connection(Connection& c) noexcept
     finish_record(c, c.record.status, "connection closed before the exchange completed");
     if (c.client >= 0)
         ::close(c.client);
-    if (c.upstream >= 0)
-        ::close(c.upstream);
+    release_upstream(c);   // pooled only if its last exchange ended clean
     log()->debug("closed connection {}", c.id);
     connections.erase(c.id);
 }
@@ -1277,6 +1438,7 @@ void ProxyServer::State::close_connection(Connection& c) noexcept
 void ProxyServer::State::sweep_timeouts() noexcept
 {
     auto now = Clock::now();
+    pool.reap(now);   // the loop's one-second tick: no timer of its own
     std::vector<std::uint64_t> expired;
     for (auto& [id, c] : connections) {
         if (c->deadline <= now)

@@ -14,6 +14,7 @@
 #include "policy/policy.hpp"
 #include "resolver.hpp"
 #include "tls/certificate_authority.hpp"
+#include "upstream_pool.hpp"
 
 namespace pinfold::proxy {
 
@@ -21,6 +22,7 @@ struct ProxyLimits {
     std::size_t max_buffer = 1 << 20;      // per direction, before reading pauses
     int idle_timeout_seconds = 120;
     int connect_timeout_seconds = 10;
+    UpstreamPoolLimits pool{};             // idle plain-HTTP upstream connections
 };
 
 class ProxyServer {

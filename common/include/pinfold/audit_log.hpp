@@ -28,6 +28,10 @@ struct AuditRecord {
     std::optional<int> status;  // HTTP status sent to the client
     std::uint64_t bytes_in = 0;  // request bytes from the client
     std::uint64_t bytes_out = 0; // response bytes to the client
+    // Plain HTTP: the upstream connection was "new", "reused" (from the
+    // idle pool), "kept" (this client connection's previous one) or
+    // "retry" (new, after a reused one failed before responding).
+    std::string upstream;
 };
 
 // The JSON line (without the newline) for a record at `unix_time_ns`.
