@@ -65,7 +65,7 @@ struct UpstreamPoolLimits {
     // origins', so the proxy usually drops a connection before the origin
     // does; the liveness probe and the retry cover the rest.
     std::chrono::seconds idle_timeout{12};
-    std::uint32_t max_requests = 100;   // per upstream connection, then it is closed
+    std::uint32_t max_requests = 1000;  // per upstream connection (nginx's default), then it is closed
 };
 
 // May this request go on a pooled connection? Only methods that are
