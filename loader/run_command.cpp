@@ -831,7 +831,9 @@ int run_sandbox_checked(const RunOptions& options)
     //    cgroups (a held sandbox's init is pinfold's code and opens no
     //    socket), and the sandbox has no configuration until the proxy is
     //    ready: a connect before that is refused, never let through.
-    auto programs = SteeringPrograms::load(sandbox_level, capture_exe);
+    // Container mode keeps no state of its own on the host: no BTF subset.
+    const std::string btf_cache_dir = run.container ? std::string() : paths.lock_dir;
+    auto programs = SteeringPrograms::load(sandbox_level, capture_exe, btf_cache_dir);
     if (!programs && capture_exe) {
         // A kernel without the BTF the capture relocates against, say.
         log()->warn("cannot load the executable identity capture ({}); loading without it",
@@ -839,7 +841,7 @@ int run_sandbox_checked(const RunOptions& options)
         capture_exe = false;
         if (auto r = check_identity_capability(*parsed, false, options.allow_degraded_identity); !r)
             return fail_run(r.error());
-        programs = SteeringPrograms::load(sandbox_level, false);
+        programs = SteeringPrograms::load(sandbox_level, false, btf_cache_dir);
     }
     if (!programs)
         return fail_run(programs.error());

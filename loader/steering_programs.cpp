@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core_btf_cache.hpp"
 #include "pinfold_bpf.skel.h"
 #include "pinfold/abi_checks.hpp"
 
@@ -103,11 +104,32 @@ std::unexpected<Error> load_failure(bool capture_exe, int err)
 
 } // namespace
 
-Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbox_level, bool capture_exe)
+Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbox_level, bool capture_exe,
+                                                                 const std::string& btf_cache_dir)
 {
     libbpf_set_print(libbpf_to_spdlog);
+    if (!btf_cache_dir.empty()) {
+        std::size_t size = 0;
+        const void* elf = pinfold_bpf__elf_bytes(&size);
+        if (auto core_btf = CoreBtf::find_or_make(btf_cache_dir, {static_cast<const unsigned char*>(elf), size})) {
+            auto loaded = load_with(sandbox_level, capture_exe, core_btf->path().c_str());
+            if (loaded)
+                return loaded;
+            // Not expected; the whole BTF decides then.
+            log()->warn("loading with the kernel BTF subset {} failed ({}); loading with the whole kernel BTF",
+                        btf_cache_dir, loaded.error().what());
+        }
+    }
+    return load_with(sandbox_level, capture_exe, nullptr);
+}
+
+Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load_with(unsigned sandbox_level, bool capture_exe,
+                                                                      const char* kernel_btf_path)
+{
     std::unique_ptr<SteeringPrograms> self(new SteeringPrograms());
-    self->skel_ = pinfold_bpf__open();
+    // libbpf reads kernel_btf_path (a checked fd's /proc path) during the load below.
+    LIBBPF_OPTS(bpf_object_open_opts, open_opts, .btf_custom_path = kernel_btf_path);
+    self->skel_ = pinfold_bpf__open_opts(&open_opts);
     if (!self->skel_)
         return fail_errno("open BPF skeleton");
     self->skel_->rodata->pf_sandbox_level = sandbox_level;

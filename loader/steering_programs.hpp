@@ -28,8 +28,11 @@ public:
     // identity (bpf/lib/identity.h) and, on a kernel with the hooks, the
     // unix-socket programs (bpf/lib/unix.h); with false, the connect programs
     // that never name the PERFMON helpers load instead, and no unix hooks.
+    // `btf_cache_dir`: where the kernel BTF subset for the relocations is
+    // kept (core_btf_cache.hpp); empty: none, libbpf reads the whole BTF.
     [[nodiscard]] static Result<std::unique_ptr<SteeringPrograms>> load(unsigned sandbox_level,
-                                                                        bool capture_exe = false);
+                                                                        bool capture_exe = false,
+                                                                        const std::string& btf_cache_dir = {});
 
     // Whether abstract unix sockets are refused by the hooks; when not,
     // load() said why at warn level.
@@ -69,6 +72,9 @@ public:
 
 private:
     SteeringPrograms() = default;
+    [[nodiscard]] static Result<std::unique_ptr<SteeringPrograms>> load_with(unsigned sandbox_level,
+                                                                            bool capture_exe,
+                                                                            const char* kernel_btf_path);
     [[nodiscard]] Result<void> attach(::bpf_program* prog, int cgroup_fd, const std::string& pin_path);
 
     struct pinfold_bpf* skel_ = nullptr;
