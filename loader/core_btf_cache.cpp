@@ -140,15 +140,18 @@ bool run_bpftool(const std::string& out, const std::string& object)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-// Subsets of other boots or builds: one file per build is kept at most.
-void remove_other_subsets(const std::string& dir, const std::string& keep)
+// Subsets of earlier boots, where the runtime directory is not a tmpfs.
+// Those of other builds in this boot stay: two builds used side by side
+// would otherwise remake each other's on every run.
+void remove_other_boots(const std::string& dir, const std::string& boot_id)
 {
     std::error_code ec;
     int bound = 256;
     for (auto it = std::filesystem::directory_iterator(dir, ec);
          !ec && it != std::filesystem::directory_iterator() && bound-- > 0; it.increment(ec)) {
         std::string name = it->path().filename().string();
-        if (name.starts_with(name_prefix) && name.ends_with(".btf") && name != keep)
+        if (name.starts_with(name_prefix) && name.ends_with(".btf") &&
+            !name.starts_with(std::string(name_prefix) + boot_id + "-"))
             ::unlink(it->path().c_str());
     }
 }
@@ -177,7 +180,8 @@ std::string CoreBtf::file_name(const std::string& boot_id, std::span<const unsig
 
 std::optional<CoreBtf> CoreBtf::find_or_make(const std::string& cache_dir, std::span<const unsigned char> object)
 {
-    std::string name = file_name(read_boot_id(), object);
+    std::string boot_id = read_boot_id();
+    std::string name = file_name(boot_id, object);
     if (name.empty() || cache_dir.empty())
         return std::nullopt;
     std::string path = cache_dir + "/" + name;
@@ -204,7 +208,7 @@ std::optional<CoreBtf> CoreBtf::find_or_make(const std::string& cache_dir, std::
             log()->debug("could not make the kernel BTF subset with {}; using the whole kernel BTF", bpftool);
             return std::nullopt;
         }
-        remove_other_subsets(cache_dir, name);
+        remove_other_boots(cache_dir, boot_id);
         fd = open_checked(path);
     }
     if (fd < 0)

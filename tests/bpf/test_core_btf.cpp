@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -158,8 +159,21 @@ TEST_CASE("the subset is found again, and one of another owner or mode is not us
     TempDir dir;
     std::size_t size = 0;
     const auto* elf = static_cast<const unsigned char*>(pinfold_bpf__elf_bytes(&size));
+    // Another build's subset of this boot stays; an earlier boot's goes.
+    std::string boot_id;
+    {
+        std::ifstream in("/proc/sys/kernel/random/boot_id");
+        std::getline(in, boot_id);
+    }
+    std::string other_build = dir.path + "/core-btf-" + boot_id + "-0000000000000000.btf";
+    std::string other_boot = dir.path + "/core-btf-00000000-0000-0000-0000-000000000000-0000000000000000.btf";
+    std::ofstream(other_build) << "x";
+    std::ofstream(other_boot) << "x";
     auto made = pinfold::loader::CoreBtf::find_or_make(dir.path, {elf, size});
     REQUIRE(made);
+    CHECK(std::filesystem::exists(other_build));
+    CHECK_FALSE(std::filesystem::exists(other_boot));
+    std::filesystem::remove(other_build);
     std::string file;
     for (const auto& entry : std::filesystem::directory_iterator(dir.path))
         file = entry.path();
