@@ -701,12 +701,21 @@ bool ProxyServer::State::connect_upstream(Connection& c, bool send_queued) noexc
     return true;
 }
 
-// A socket from the pool: already connected, the queued head goes out
-// with the next write. Not in the epoll set while it sat idle.
+// A socket from the pool (not in the epoll set while it sat idle): the
+// queued head goes out at once, as on a fresh connect, so the socket is
+// watched with the right events from the start. A send that fails here
+// reached no origin: the caller connects anew.
 bool ProxyServer::State::attach_pooled(Connection& c, int fd) noexcept
 {
+    ssize_t n = ::send(fd, c.upstream_out.data(), c.upstream_out.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        ::close(fd);
+        return false;
+    }
+    if (n > 0)
+        c.upstream_out.erase(0, static_cast<std::size_t>(n));
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT;
+    ev.events = c.upstream_out.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT;
     ev.data.u64 = c.id | 1;
     if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         ::close(fd);
@@ -882,14 +891,9 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     // Only a request that may be sent twice rides on a socket that sat
     // idle: the origin may have closed it meanwhile (then: one retry).
     bool retryable = key && may_use_pooled(head);
-    if (c.upstream < 0 && retryable) {
-        if (auto taken = pool.take(*key, Clock::now()); taken && attach_pooled(c, taken->fd)) {
-            c.upstream_requests = taken->requests;
-            upstream_use = "reused";
-        }
-    }
-    if (c.upstream < 0)
-        c.upstream_requests = 0;
+    std::optional<UpstreamPool::Taken> taken;
+    if (c.upstream < 0 && retryable)
+        taken = pool.take(*key, Clock::now());
     c.upstream_idle_clean = false;
     c.upstream_out += http::serialize_request_head(head, d.upstream_target);
     // Connection is hop-by-hop and dropped above. Unpooled, the proxy
@@ -898,10 +902,24 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     // upstream if the exchange ends clean.
     if (!key && !head.keep_alive && c.upstream_out.ends_with("\r\n\r\n"))
         c.upstream_out.insert(c.upstream_out.size() - 2, "Connection: close\r\n");
-    if (retryable && c.upstream >= 0)
+    if (retryable && (c.upstream >= 0 || taken))
         c.retry_request = c.upstream_out;
     else
         c.retry_request.clear();
+    if (taken) {
+        if (attach_pooled(c, taken->fd)) {
+            c.upstream_requests = taken->requests;
+            upstream_use = "reused";
+        } else {
+            // The pooled socket refused the head (reset while idle): the
+            // whole head again, on a new one.
+            upstream_use = "retry";
+            c.upstream_out = std::move(c.retry_request);
+            c.retry_request.clear();
+        }
+    }
+    if (c.upstream < 0)
+        c.upstream_requests = 0;
     // Connected after the head is queued, so a plain request can leave
     // with the connect (an intercepted one waits for its TLS handshake).
     if (c.upstream < 0 && !connect_upstream(c, !c.client_tls)) {

@@ -120,8 +120,9 @@ bool UpstreamPool::release(const UpstreamKey& key, int fd, std::uint32_t request
 {
     if (fd < 0)
         return false;
-    if (limits_.idle_per_key == 0 || limits_.idle_total == 0 || requests >= limits_.max_requests ||
-        !idle_socket_alive(fd)) {
+    // No liveness probe here: take() probes before every reuse, and a
+    // byte or EOF present now is still there then.
+    if (limits_.idle_per_key == 0 || limits_.idle_total == 0 || requests >= limits_.max_requests) {
         ::close(fd);
         return false;
     }

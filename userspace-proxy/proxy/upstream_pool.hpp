@@ -122,7 +122,7 @@ public:
 
     // Gives an idle connection to the pool; it takes ownership of `fd`
     // whatever it answers. Returns whether it was kept: a connection past
-    // max_requests, or not alive now, is closed; a full key or a full pool
+    // max_requests is closed; a full key or a full pool
     // closes its oldest entry to make room (the newest is the likeliest to
     // be alive and the origin's least likely to be reaped).
     bool release(const UpstreamKey& key, int fd, std::uint32_t requests, Clock::time_point now);
