@@ -7,13 +7,18 @@
 // members our object's relocations touch, at their offsets (under 1 KB),
 // and libbpf computes the same relocations from it.
 //
-// The subset is made once per boot and per BPF object and kept in pinfold's
-// runtime directory (/run/pinfold for root: 0700, on a tmpfs that a reboot,
-// the only way to change the kernel, empties). Its name carries the boot id
+// The subset is made once per boot, kernel build and BPF object, by bpftool
+// running as nobody without capabilities, and kept by root in /run/pinfold
+// (0700, on a tmpfs that a reboot, the only way to change the kernel,
+// empties). Its name carries the boot id, the kernel's release and version
 // and a hash of the object, so no other kernel's or build's subset can be
-// picked up; it is used only if it is a regular file of ours that no one
-// else can write, the same trust the directory's lock files and pins get.
-// Anything else (no bpftool, no directory yet, a failed generation) means
+// picked up; it is used only if it is a regular file of ours with one link
+// that no one else can write. It is trusted state like the directory's lock
+// files and pins: whoever can write it chooses the offsets at which the
+// identity capture reads. So only root pinfold keeps one: a non-root
+// pinfold's runtime directory is writable by every process of its user,
+// the proxy and --trusted-command jobs included (run_command.cpp).
+// Anything else (no bpftool, a failed generation, an unusable file) means
 // the whole kernel BTF, as before.
 
 #include <optional>
@@ -25,7 +30,8 @@ namespace pinfold::loader {
 class CoreBtf {
 public:
     // The subset for `object` (the BPF ELF) in `cache_dir`, made now with
-    // bpftool, without capabilities, if this boot has none yet.
+    // bpftool if this boot has none yet (one attempt per boot: a failure is
+    // marked and warned about once).
     [[nodiscard]] static std::optional<CoreBtf> find_or_make(const std::string& cache_dir,
                                                              std::span<const unsigned char> object);
 
@@ -41,9 +47,11 @@ public:
     ~CoreBtf();
 
     // --- pure part, for tests ---
-    // The file name for a boot id and an object, or empty if the boot id
-    // is not what the kernel writes (36 characters of hex and dashes).
-    [[nodiscard]] static std::string file_name(const std::string& boot_id, std::span<const unsigned char> object);
+    // The file name for a boot id, a kernel build (uname release and
+    // version) and an object, or empty if the boot id is not what the
+    // kernel writes (36 characters of hex and dashes).
+    [[nodiscard]] static std::string file_name(const std::string& boot_id, const std::string& kernel,
+                                               std::span<const unsigned char> object);
 
 private:
     explicit CoreBtf(int fd);

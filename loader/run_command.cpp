@@ -831,8 +831,10 @@ int run_sandbox_checked(const RunOptions& options)
     //    cgroups (a held sandbox's init is pinfold's code and opens no
     //    socket), and the sandbox has no configuration until the proxy is
     //    ready: a connect before that is refused, never let through.
-    // Container mode keeps no state of its own on the host: no BTF subset.
-    const std::string btf_cache_dir = run.container ? std::string() : paths.lock_dir;
+    // The BTF subset is root's only (core_btf_cache.hpp): a non-root
+    // runtime directory is writable by every process of the user. Container
+    // mode keeps no state of its own on the host.
+    const std::string btf_cache_dir = run.container || ::geteuid() != 0 ? std::string() : paths.lock_dir;
     auto programs = SteeringPrograms::load(sandbox_level, capture_exe, btf_cache_dir);
     if (!programs && capture_exe) {
         // A kernel without the BTF the capture relocates against, say.

@@ -116,7 +116,7 @@ Result<std::unique_ptr<SteeringPrograms>> SteeringPrograms::load(unsigned sandbo
             if (loaded)
                 return loaded;
             // Not expected; the whole BTF decides then.
-            log()->warn("loading with the kernel BTF subset {} failed ({}); loading with the whole kernel BTF",
+            log()->warn("loading with the kernel BTF subset in {} failed ({}); loading with the whole kernel BTF",
                         btf_cache_dir, loaded.error().what());
         }
     }

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core_btf_cache.hpp"
 #include "pinfold_bpf.skel.h"
@@ -189,24 +190,50 @@ TEST_CASE("the subset is found again, and one of another owner or mode is not us
     REQUIRE(::chmod(file.c_str(), 0622) == 0);
     CHECK_FALSE(pinfold::loader::CoreBtf::find_or_make(dir.path, {elf, size}));
     REQUIRE(::chmod(file.c_str(), 0600) == 0);
+    // A second name: it could be written through that one.
+    std::string second = dir.path + "/second";
+    REQUIRE(::link(file.c_str(), second.c_str()) == 0);
+    CHECK_FALSE(pinfold::loader::CoreBtf::find_or_make(dir.path, {elf, size}));
+    REQUIRE(::unlink(second.c_str()) == 0);
     REQUIRE(::chown(file.c_str(), 65534, 65534) == 0);
     CHECK_FALSE(pinfold::loader::CoreBtf::find_or_make(dir.path, {elf, size}));
-    // A link in its place is not followed.
+    // A link in its place is not followed, a FIFO does not hang the start,
+    // and neither is replaced by a subset made anew.
     REQUIRE(::unlink(file.c_str()) == 0);
     REQUIRE(::symlink("/etc/hostname", file.c_str()) == 0);
     CHECK_FALSE(pinfold::loader::CoreBtf::find_or_make(dir.path, {elf, size}));
+    REQUIRE(::unlink(file.c_str()) == 0);
+    REQUIRE(::mkfifo(file.c_str(), 0600) == 0);
+    CHECK_FALSE(pinfold::loader::CoreBtf::find_or_make(dir.path, {elf, size}));
 }
 
-TEST_CASE("the subset's name carries the boot and the object")
+TEST_CASE("a failed generation is tried once per boot and leaves no file")
 {
+    TempDir dir;
+    // Not an ELF object: bpftool refuses it.
+    const unsigned char junk[] = {'n', 'o', 't', ' ', 'e', 'l', 'f'};
+    CHECK_FALSE(pinfold::loader::CoreBtf::find_or_make(dir.path, junk));
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path))
+        names.push_back(entry.path().filename());
+    REQUIRE(names.size() == 1);
+    CHECK(names[0].ends_with(".btf.failed"));
+    CHECK_FALSE(pinfold::loader::CoreBtf::find_or_make(dir.path, junk));
+}
+
+TEST_CASE("the subset's name carries the boot, the kernel build and the object")
+{
+    using pinfold::loader::CoreBtf;
     const unsigned char one[] = {1, 2, 3};
     const unsigned char two[] = {1, 2, 4};
     std::string boot = "12fe09b3-8916-4794-8960-f9fe34719d6d";
-    auto a = pinfold::loader::CoreBtf::file_name(boot, one);
+    std::string kernel = "6.18.44 #1 SMP PREEMPT_DYNAMIC";
+    auto a = CoreBtf::file_name(boot, kernel, one);
     CHECK(a.starts_with("core-btf-" + boot + "-"));
     CHECK(a.ends_with(".btf"));
-    CHECK(a != pinfold::loader::CoreBtf::file_name(boot, two));
-    CHECK(a != pinfold::loader::CoreBtf::file_name("22fe09b3-8916-4794-8960-f9fe34719d6d", one));
-    CHECK(pinfold::loader::CoreBtf::file_name("../../etc/passwd", one).empty());
-    CHECK(pinfold::loader::CoreBtf::file_name("", one).empty());
+    CHECK(a != CoreBtf::file_name(boot, kernel, two));
+    CHECK(a != CoreBtf::file_name(boot, "6.18.45 #1 SMP PREEMPT_DYNAMIC", one));
+    CHECK(a != CoreBtf::file_name("22fe09b3-8916-4794-8960-f9fe34719d6d", kernel, one));
+    CHECK(CoreBtf::file_name("../../etc/passwd", kernel, one).empty());
+    CHECK(CoreBtf::file_name("", kernel, one).empty());
 }

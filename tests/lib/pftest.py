@@ -380,8 +380,9 @@ def leftovers(run_pid=None):
     if os.path.isdir(pins):
         found += [f"pin {pins}/{d}" for d in os.listdir(pins) if d == (name or d)]
     if os.path.isdir("/run/pinfold"):
-        # The kernel BTF subset stays for the boot (loader/core_btf_cache.hpp).
-        kept = lambda d: d.startswith("core-btf-") and d.endswith(".btf")
+        # The kernel BTF subset (or its failure mark) stays for the boot
+        # (loader/core_btf_cache.hpp).
+        kept = lambda d: d.startswith("core-btf-")
         found += [f"lock /run/pinfold/{d}" for d in os.listdir("/run/pinfold")
                   if (d == f"{name}.lock" if name else not kept(d))]
     if run_pid is not None and not exclusive():
