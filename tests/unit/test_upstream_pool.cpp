@@ -328,4 +328,25 @@ TEST_CASE("upstream pool: the key of a plain request holds the origin's identity
     CHECK_FALSE(plain_http_key(o, "example.test", "other", {}) == base_key());
     o.exe.ino = 1;
     CHECK_FALSE(plain_http_key(o, "example.test", "allow-example", {}) == base_key());
+    // key_matches says the same as building the key and comparing.
+    o.exe.ino = 1234;
+    CHECK(key_matches(base_key(), o, "example.test", "allow-example", {}));
+    CHECK_FALSE(key_matches(base_key(), o, "other.test", "allow-example", {}));
+    CHECK_FALSE(key_matches(base_key(), o, "example.test", "other", {}));
+    CHECK_FALSE(key_matches(base_key(), o, "example.test", "allow-example", {"github"}));
+    auto changed = [&](auto change) {
+        ConnectionOrigin x = o;
+        change(x);
+        return key_matches(base_key(), x, "example.test", "allow-example", {});
+    };
+    CHECK_FALSE(changed([](ConnectionOrigin& x) { x.sandbox_id = 8; }));
+    CHECK_FALSE(changed([](ConnectionOrigin& x) { x.uid = 0; }));
+    CHECK_FALSE(changed([](ConnectionOrigin& x) { x.exe.dev = 1; }));
+    CHECK_FALSE(changed([](ConnectionOrigin& x) { x.exe_name = "wget"; }));
+    CHECK_FALSE(changed([](ConnectionOrigin& x) { x.identity_note = "degraded"; }));
+    CHECK_FALSE(changed([](ConnectionOrigin& x) { x.address[15] = 9; }));
+    CHECK_FALSE(changed([](ConnectionOrigin& x) { x.port = 1; }));
+    UpstreamKey https = base_key();
+    https.scheme = "https";
+    CHECK_FALSE(key_matches(https, o, "example.test", "allow-example", {}));
 }

@@ -741,7 +741,8 @@ void ProxyServer::State::release_upstream(Connection& c) noexcept
     bool pooled = false;
     if (clean) {
         try {
-            pooled = pool.release(*c.upstream_key, c.upstream, c.upstream_requests, c.upstream_idle_since);
+            pooled = pool.release(std::move(*c.upstream_key), c.upstream, c.upstream_requests,
+                                  c.upstream_idle_since);
         } catch (...) {
             ::close(c.upstream);   // out of memory for the entry: the socket must not leak
         }
@@ -878,21 +879,24 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     c.record_pending = true;
     // Plain HTTP is pooled by everything that allowed it (upstream_pool.hpp);
     // an intercepted session keeps its upstream to itself, as before.
-    std::optional<UpstreamKey> key;
-    if (!c.client_tls)
-        key = plain_http_key(c.origin, d.host, d.rule, injected.injected);
+    bool pooling = !c.client_tls;
     // The upstream of this client's last request serves this one only for
     // the same key, and only if that exchange ended clean with nothing
     // arriving since; else it goes (to the pool if clean).
-    if (c.upstream >= 0 && key &&
-        (c.upstream_key != key || !c.upstream_idle_clean || c.upstream_eof || !c.upstream_in.empty()))
+    if (c.upstream >= 0 && pooling &&
+        (!c.upstream_key || !key_matches(*c.upstream_key, c.origin, d.host, d.rule, injected.injected) ||
+         !c.upstream_idle_clean || c.upstream_eof || !c.upstream_in.empty()))
         release_upstream(c);
     const char* upstream_use = c.upstream >= 0 ? "kept" : "new";
+    // Built only for a socket to take or open: a kept one has it already.
+    std::optional<UpstreamKey> key;
+    if (pooling && c.upstream < 0)
+        key = plain_http_key(c.origin, d.host, d.rule, injected.injected);
     // Only a request that may be sent twice rides on a socket that sat
     // idle: the origin may have closed it meanwhile (then: one retry).
-    bool retryable = key && may_use_pooled(head);
+    bool retryable = pooling && may_use_pooled(head);
     std::optional<UpstreamPool::Taken> taken;
-    if (c.upstream < 0 && retryable)
+    if (key && retryable)
         taken = pool.take(*key, Clock::now());
     c.upstream_idle_clean = false;
     c.upstream_out += http::serialize_request_head(head, d.upstream_target);
@@ -900,9 +904,11 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     // closes the upstream after this exchange too, and says so; pooled, it
     // closes only toward the client (close_delimited_head) and keeps the
     // upstream if the exchange ends clean.
-    if (!key && !head.keep_alive && c.upstream_out.ends_with("\r\n\r\n"))
+    if (!pooling && !head.keep_alive && c.upstream_out.ends_with("\r\n\r\n"))
         c.upstream_out.insert(c.upstream_out.size() - 2, "Connection: close\r\n");
-    if (retryable && (c.upstream >= 0 || taken))
+    // Only for a pooled socket: a keep-alive client's own kept upstream
+    // fails toward that client as before, and its requests pay no copy.
+    if (retryable && taken)
         c.retry_request = c.upstream_out;
     else
         c.retry_request.clear();

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <functional>
+#include <utility>
 
 namespace pinfold::proxy {
 
@@ -33,6 +34,15 @@ UpstreamKey plain_http_key(const ConnectionOrigin& origin, std::string_view host
     k.rule.assign(rule);
     k.credentials = injected;
     return k;
+}
+
+bool key_matches(const UpstreamKey& key, const ConnectionOrigin& origin, std::string_view host,
+                 std::string_view rule, const std::vector<std::string>& injected) noexcept
+{
+    return key.scheme == "http" && key.sandbox_id == origin.sandbox_id && key.uid == origin.uid &&
+           key.exe == origin.exe && key.exe_name == origin.exe_name && key.identity_note == origin.identity_note &&
+           key.address == origin.address && key.port == origin.port && key.host == host && key.rule == rule &&
+           key.credentials == injected;
 }
 
 std::size_t hash_key(const UpstreamKey& key) noexcept
@@ -116,7 +126,7 @@ std::optional<UpstreamPool::Taken> UpstreamPool::take(const UpstreamKey& key, Cl
     return std::nullopt;
 }
 
-bool UpstreamPool::release(const UpstreamKey& key, int fd, std::uint32_t requests, Clock::time_point now)
+bool UpstreamPool::release(UpstreamKey key, int fd, std::uint32_t requests, Clock::time_point now)
 {
     if (fd < 0)
         return false;
@@ -139,7 +149,7 @@ bool UpstreamPool::release(const UpstreamKey& key, int fd, std::uint32_t request
         close_at(oldest_same);
     else if (idle_.size() >= limits_.idle_total)
         close_at(0);   // oldest of all: entries are appended in release order
-    idle_.push_back(Idle{key, h, fd, requests, now});
+    idle_.push_back(Idle{std::move(key), h, fd, requests, now});
     return true;
 }
 

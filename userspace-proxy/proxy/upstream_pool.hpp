@@ -55,6 +55,11 @@ struct UpstreamKey {
 [[nodiscard]] UpstreamKey plain_http_key(const ConnectionOrigin& origin, std::string_view host,
                                          std::string_view rule, const std::vector<std::string>& injected);
 
+// plain_http_key(origin, host, rule, injected) == key, without building
+// one: a keep-alive client's every request checks its kept upstream.
+[[nodiscard]] bool key_matches(const UpstreamKey& key, const ConnectionOrigin& origin, std::string_view host,
+                               std::string_view rule, const std::vector<std::string>& injected) noexcept;
+
 // A quick pre-filter; equality decides.
 [[nodiscard]] std::size_t hash_key(const UpstreamKey& key) noexcept;
 
@@ -125,7 +130,7 @@ public:
     // max_requests is closed; a full key or a full pool
     // closes its oldest entry to make room (the newest is the likeliest to
     // be alive and the origin's least likely to be reaped).
-    bool release(const UpstreamKey& key, int fd, std::uint32_t requests, Clock::time_point now);
+    bool release(UpstreamKey key, int fd, std::uint32_t requests, Clock::time_point now);
 
     // Closes connections idle longer than the timeout; returns how many.
     std::size_t reap(Clock::time_point now);
