@@ -107,6 +107,30 @@ class Escape(pftest.PinfoldTestCase):
         self.assertEqual(sum(x.endswith(": ptrace") for x in reasons), 2, reasons)
         self.assertEqual(sum(x.endswith(": process_vm_readv") for x in reasons), 1, reasons)
 
+    def test_descriptors_of_the_sandbox_init_are_out_of_reach(self):
+        # The sandbox's init is pinfold's code and keeps what pinfold had
+        # open when it was cloned: the audit log, the proxy's stop pipe.
+        # Through /proc/1/fd they would be open()ed anew by whoever may read
+        # the init like a debugger; its change to the inner uid made it
+        # undumpable, so no one in the sandbox may.
+        r = self.py("""
+            import os
+            try:
+                print(len(os.listdir("/proc/1/fd")))
+            except OSError as e:
+                print(errno.errorcode[e.errno])
+            opened = 0
+            for n in range(64):
+                for flags in (os.O_WRONLY | os.O_APPEND, os.O_RDONLY):
+                    try:
+                        os.close(os.open(f"/proc/1/fd/{n}", flags))
+                        opened += 1
+                    except OSError:
+                        pass
+            print(opened)
+        """)
+        self.assertEqual(r.stdout.split(), ["EACCES", "0"], r.stderr)
+
     def test_bpf_and_pins_are_out_of_reach(self):
         r = self.py("""
             import os
