@@ -6,7 +6,7 @@ or not; an origin that smuggles a second response after a framed one, or
 ends its body by closing, never gets its connection pooled, and the stray
 bytes reach no later client; an idle connection the origin closed is
 retried transparently for a GET, while a POST never rides on a pooled
-connection. Every case is checked on the origin's side (which connection
+connection; a body sent after a HEAD response is a stray response too. Every case is checked on the origin's side (which connection
 carried which request) and in the audit ("upstream": new/reused/retry)."""
 import os
 import sys
@@ -257,6 +257,31 @@ class DeniedAndDirty(PoolCase):
 
     def test_bytes_arriving_while_pooled_discard_the_connection(self):
         self.smuggling_case(delayed=True)
+
+    def test_a_body_after_a_head_response_is_never_pooled_or_served(self):
+        # A HEAD response has no body whatever its Content-Length says; an
+        # origin that sends one anyway is writing a second response.
+        def answer(number, index, line):
+            if number == 1 and index == 0:
+                return (b"HTTP/1.1 200 OK\r\nContent-Length: 33\r\n\r\n"
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nSMUGGLED\n")
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nfresh\n"
+        o = self.origin(answer)
+        policy = self.write_policy(f"""
+            name: head
+            rules:
+              - endpoint: http://127.0.0.1:{o.port}/**
+                methods: [GET, HEAD]
+        """)
+        r = self.sandbox(policy, f"""
+            req({o.port}, "HEAD", "/one")
+            req({o.port}, "GET", "/two")
+            req({o.port}, "GET", "/three")
+        """)
+        self.assertEqual(r.stdout.strip().split("\n"), ["200 -", "200 fresh", "200 fresh"], r.stdout + r.stderr)
+        self.assertNotIn("SMUGGLED", r.stdout)
+        self.assertEqual(o.paths_by_connection()[1], ["/one"], o.log)
+        self.assertEqual(self.uses(r, verdict="allow"), ["new", "new", "reused"], r.audit)
 
     def test_a_close_delimited_response_is_not_pooled(self):
         def answer(number, index, line):
