@@ -6,8 +6,9 @@ or not; an origin that smuggles a second response after a framed one, or
 ends its body by closing, never gets its connection pooled, and the stray
 bytes reach no later client; an idle connection the origin closed is
 retried transparently for a GET, while a POST never rides on a pooled
-connection; a body sent after a HEAD response is a stray response too. Every case is checked on the origin's side (which connection
-carried which request) and in the audit ("upstream": new/reused/retry)."""
+connection; a body sent after a HEAD response is a stray response too.
+Every case is checked on the origin's side (which connection carried which
+request) and in the audit ("upstream": new/reused/retry)."""
 import os
 import sys
 import textwrap
