@@ -60,19 +60,32 @@ class UpstreamPool(pftest.PinfoldTestCase):
             rules:
               - endpoint: http://127.0.0.1:{up.port}/items/*
         """)
-        r = self.python_in_sandbox(policy, f"""
-            import http.client
-            c = http.client.HTTPConnection("127.0.0.1", {up.port}, timeout=10)
-            for i in range(3):
-                c.request("GET", "/items/%d" % i)
-                print(c.getresponse().read().decode().strip())
-            c.close()
-            c = http.client.HTTPConnection("127.0.0.1", {up.port}, timeout=10)
-            c.request("GET", "/items/again")
-            print(c.getresponse().read().decode().strip())
-            c.close()
-        """)
-        self.assertEqual(r.stdout.strip().split("\n"), ["hello from upstream"] * 4, r.stdout + r.stderr)
+        # Raw, so the order is certain: the first connection half-closes
+        # and reads to the proxy's EOF, which comes only after the proxy
+        # handed its upstream on; then the second connection asks.
+        r = self.python_in_sandbox(policy, pftest.SANDBOX_READ_ALL + f"""
+import socket
+s = socket.create_connection(("127.0.0.1", {up.port}), timeout=10)
+f = s.makefile("rb")
+for i in range(3):
+    s.sendall(b"GET /items/%d HTTP/1.1\\r\\nHost: 127.0.0.1:{up.port}\\r\\n\\r\\n" % i)
+    length = 0
+    while True:
+        line = f.readline()
+        if line in (b"\\r\\n", b""):
+            break
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    print(f.read(length).decode().strip())
+s.shutdown(socket.SHUT_WR)
+print("eof", f.read() == b"")
+s.close()
+s = socket.create_connection(("127.0.0.1", {up.port}), timeout=10)
+s.sendall(b"GET /items/again HTTP/1.1\\r\\nHost: 127.0.0.1:{up.port}\\r\\nConnection: close\\r\\n\\r\\n")
+print(read_all(s).partition(b"\\r\\n\\r\\n")[2].decode().strip())
+""")
+        self.assertEqual(r.stdout.strip().split("\n"), ["hello from upstream"] * 3 + ["eof True", "hello from upstream"],
+                         r.stdout + r.stderr)
         self.assertEqual(up.accepts, 1)
         allowed = r.audit_where(event="http", verdict="allow", status=200)
         self.assertEqual([a.get("upstream") for a in allowed], ["new", "kept", "kept", "reused"], allowed)
