@@ -77,9 +77,10 @@ class ScriptedOrigin(pftest.RawOrigin):
 # read to EOF; prints "status body" (body "-" when empty).
 CLIENT = pftest.SANDBOX_READ_ALL + r"""
 import socket, sys
-def req(port, method, path, extra=b"", body=None):
+def req(port, method, path, extra=b"", body=None, host=None):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    head = method.encode() + b" " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n" % port
+    host = (host or "127.0.0.1:%d" % port).encode()
+    head = method.encode() + b" " + path.encode() + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n"
     if body is not None:
         head += b"Content-Length: %d\r\n" % len(body)
     s.sendall(head + extra + b"\r\n" + (body or b""))
@@ -204,16 +205,21 @@ class DeniedAndDirty(PoolCase):
             req({o.port}, "GET", "/items/1")
             req({o.port}, "GET", "/admin")
             req({o.port}, "GET", "/items/1", b"Host: evil.example\\r\\n")
+            req({o.port}, "GET", "/items/1", host="evil.example")
+            # A second request as the content of an allowed GET: an origin
+            # that does not read GET content would take it for a request.
+            req({o.port}, "GET", "/items/1", body=b"GET /admin HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
             req({o.port}, "GET", "/items/2")
         """)
         self.assertEqual(r.stdout.strip().split("\n")[0], "200 ok", r.stdout + r.stderr)
-        self.assertEqual([line.split(" ")[0] for line in r.stdout.strip().split("\n")], ["200", "403", "400", "200"],
-                         r.stdout)
+        self.assertEqual([line.split(" ")[0] for line in r.stdout.strip().split("\n")],
+                         ["200", "403", "400", "403", "400", "200"], r.stdout)
         self.assertEqual([line for _, line, _ in o.log], ["GET /items/1 HTTP/1.1", "GET /items/2 HTTP/1.1"], o.log)
         self.assertEqual(o.connections, 1)
         self.assertEqual(self.uses(r, verdict="allow"), ["new", "reused"], r.audit)
         denied = r.audit_where(event="http", verdict="deny")
-        self.assertEqual(len(denied), 2, r.audit)
+        self.assertEqual(len(denied), 4, r.audit)
+        self.assertTrue(any("content on a GET" in d.get("reason", "") for d in denied), denied)
         self.assertTrue(all("upstream" not in d for d in denied), denied)
 
     def smuggling_case(self, delayed):

@@ -36,6 +36,8 @@ std::vector<Expected> valid_requests()
         {"content-length", "POST /up HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\n\r\n", 0},
         {"content-length with OWS", "POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: \t 5 \r\n\r\n", 0},
         {"content-length zero", "PUT /up HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", 0},
+        {"GET content-length zero", "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", 0},
+        {"DELETE with content", "DELETE /r HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n", 0},
         {"chunked", "PUT /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", 0},
         {"chunked mixed case, HTAB", "PATCH /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\tChunked\r\n\r\n", 0},
         {"asterisk-form", "OPTIONS * HTTP/1.1\r\nHost: example.com\r\n\r\n", 0},
@@ -83,6 +85,11 @@ std::vector<Expected> invalid_requests()
         {"CL above 2^62", "POST / HTTP/1.1\r\n" + h + "Content-Length: 4611686018427387905\r\n\r\n", 400},
         {"CL overflow", "POST / HTTP/1.1\r\n" + h + "Content-Length: 99999999999999999999999\r\n\r\n", 400},
         {"CL space before colon", "POST / HTTP/1.1\r\n" + h + "Content-Length : 5\r\n\r\n", 400},
+        // Content where origins do not look for it: read as a request of its own.
+        {"GET with content", "GET / HTTP/1.1\r\n" + h + "Content-Length: 35\r\n\r\n", 400},
+        {"GET chunked", "GET / HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n", 400},
+        {"HEAD with content", "HEAD / HTTP/1.1\r\n" + h + "Content-Length: 1\r\n\r\n", 400},
+        {"OPTIONS chunked", "OPTIONS * HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n", 400},
         // Line syntax.
         {"obs-fold", "GET / HTTP/1.1\r\n" + h + "X-A: a\r\n b\r\n\r\n", 400},
         {"obs-fold HTAB", "GET / HTTP/1.1\r\n" + h + "X-A: a\r\n\tb\r\n\r\n", 400},

@@ -479,6 +479,12 @@ RequestParse parse_request_head(std::string_view buffer, const Limits& limits, H
     } else if (length_count > 0) {
         head.body = BodyKind::content_length;
     }
+    // Content on GET, HEAD or OPTIONS has no defined meaning (RFC 9110
+    // 9.3.1, 9.3.2, 9.3.7), and many origins never read it: they take it
+    // for the next request on the connection, one no rule decided on.
+    bool has_content = head.body == BodyKind::chunked || head.content_length > 0;
+    if (has_content && (method == "GET" || method == "HEAD" || method == "OPTIONS"))
+        return error(400, "content on a GET, HEAD or OPTIONS request");
 
     head.upgrade = head.upgrade || connection.upgrade;
     head.keep_alive = keep_alive_for(minor, connection);

@@ -707,19 +707,29 @@ bool ProxyServer::State::connect_upstream(Connection& c, bool send_queued) noexc
 // reached no origin: the caller connects anew.
 bool ProxyServer::State::attach_pooled(Connection& c, int fd) noexcept
 {
+    // Registered before anything is sent: false (the caller then sends the
+    // head again on a new connection) must mean nothing reached the origin.
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = c.id | 1;
+    if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        ::close(fd);
+        return false;
+    }
     ssize_t n = ::send(fd, c.upstream_out.data(), c.upstream_out.size(), MSG_NOSIGNAL);
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
         ::close(fd);
         return false;
     }
     if (n > 0)
         c.upstream_out.erase(0, static_cast<std::size_t>(n));
-    epoll_event ev{};
-    ev.events = c.upstream_out.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT;
-    ev.data.u64 = c.id | 1;
-    if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        ::close(fd);
-        return false;
+    if (!c.upstream_out.empty()) {
+        // Rare (a small head on an idle socket): the rest when writable. A
+        // failure here comes after bytes may have left, so it is no retry.
+        ev.events = EPOLLIN | EPOLLOUT;
+        if (::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev) != 0)
+            ev.events = EPOLLIN;
     }
     c.upstream = fd;
     c.upstream_mask = ev.events;
