@@ -22,27 +22,31 @@ UpstreamKey plain_http_key(const ConnectionOrigin& origin, std::string_view host
                            const std::vector<std::string>& injected)
 {
     UpstreamKey k;
-    k.scheme = "http";
-    k.sandbox_id = origin.sandbox_id;
-    k.uid = origin.uid;
-    k.exe = origin.exe;
-    k.exe_name = origin.exe_name;
-    k.identity_note = origin.identity_note;
-    k.address = origin.address;
-    k.port = origin.port;
-    k.host.assign(host);
-    k.rule.assign(rule);
-    k.credentials = injected;
+    // Bound by structure, here and in key_matches: a field added to the key
+    // stops both from compiling until it is filled and compared.
+    auto& [scheme, sandbox_id, uid, exe, exe_name, identity_note, address, port, key_host, key_rule, credentials] = k;
+    scheme = "http";
+    sandbox_id = origin.sandbox_id;
+    uid = origin.uid;
+    exe = origin.exe;
+    exe_name = origin.exe_name;
+    identity_note = origin.identity_note;
+    address = origin.address;
+    port = origin.port;
+    key_host.assign(host);
+    key_rule.assign(rule);
+    credentials = injected;
     return k;
 }
 
 bool key_matches(const UpstreamKey& key, const ConnectionOrigin& origin, std::string_view host,
                  std::string_view rule, const std::vector<std::string>& injected) noexcept
 {
-    return key.scheme == "http" && key.sandbox_id == origin.sandbox_id && key.uid == origin.uid &&
-           key.exe == origin.exe && key.exe_name == origin.exe_name && key.identity_note == origin.identity_note &&
-           key.address == origin.address && key.port == origin.port && key.host == host && key.rule == rule &&
-           key.credentials == injected;
+    const auto& [scheme, sandbox_id, uid, exe, exe_name, identity_note, address, port, key_host, key_rule,
+                 credentials] = key;
+    return scheme == "http" && sandbox_id == origin.sandbox_id && uid == origin.uid && exe == origin.exe &&
+           exe_name == origin.exe_name && identity_note == origin.identity_note && address == origin.address &&
+           port == origin.port && key_host == host && key_rule == rule && credentials == injected;
 }
 
 std::size_t hash_key(const UpstreamKey& key) noexcept
