@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "child_process.hpp"
+#include "write_all.hpp"
 
 namespace pinfold::loader {
 
@@ -108,28 +109,12 @@ Result<void> check_private(int fd)
     return {};
 }
 
-Result<void> write_all(int fd, std::span<const unsigned char> bytes, const std::string& what)
-{
-    const unsigned char* p = bytes.data();
-    std::size_t left = bytes.size();
-    while (left > 0) {
-        ssize_t n = ::write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return fail_errno("write " + what);
-        p += n;
-        left -= static_cast<std::size_t>(n);
-    }
-    return {};
-}
-
 Result<Fd> memfd_with(const char* name, std::span<const unsigned char> bytes)
 {
     Fd fd(::memfd_create(name, MFD_CLOEXEC));
     if (fd.get() < 0)
         return fail_errno("memfd_create");
-    if (auto r = write_all(fd.get(), bytes, "memfd"); !r)
+    if (auto r = write_all(fd.get(), bytes.data(), bytes.size(), "memfd"); !r)
         return std::unexpected(r.error());
     return fd;
 }
@@ -187,7 +172,7 @@ Result<void> store(const std::string& dir, const std::string& name, std::span<co
     Fd fd(::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
     if (fd.get() < 0)
         return fail_errno("create a file in " + dir);
-    if (auto r = write_all(fd.get(), bytes, dir + "/" + name); !r)
+    if (auto r = write_all(fd.get(), bytes.data(), bytes.size(), dir + "/" + name); !r)
         return r;
     std::string self = "/proc/self/fd/" + std::to_string(fd.get());
     std::string path = dir + "/" + name;

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "write_all.hpp"
+
 namespace pinfold::loader {
 
 namespace {
@@ -26,17 +28,9 @@ Result<void> write_file(const std::string& path, const std::string& text, WriteM
     int fd = ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | flags, 0644);
     if (fd < 0)
         return fail_errno(mode == WriteMode::create ? "create " + path : "write " + path);
-    std::size_t done = 0;
-    while (done < text.size()) {
-        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            auto err = fail_errno("write " + path);
-            ::close(fd);
-            return err;
-        }
-        done += static_cast<std::size_t>(n);
+    if (auto written = write_all(fd, text.data(), text.size(), path); !written) {
+        ::close(fd);
+        return written;
     }
     ::fchmod(fd, 0644);   // not narrowed by the umask: the sandbox's uid reads it
     ::close(fd);
