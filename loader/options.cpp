@@ -7,6 +7,7 @@
 #include <boost/program_options.hpp>
 
 #include "dns/dns_server.hpp"
+#include "pinfold/busy_poll.hpp"
 #include "pinfold/units.hpp"
 
 namespace pinfold::loader {
@@ -111,6 +112,10 @@ po::options_description run_description(RunOptions& o)
          "PEM file of the roots that verify HTTPS servers (default: the system's)")
         ("dns-upstream", po::value(&o.dns_upstream),
          "ADDR:PORT the sandbox's allowed DNS queries go to (default: first nameserver of /etc/resolv.conf)")
+        ("busy-poll-us", po::value(&o.busy_poll_us),
+         "N (0-1000, default 0): after traffic the proxy keeps polling for N microseconds before it sleeps, so "
+         "the next connection does not wait for an idle CPU to wake up; lowers per-connection latency, costs CPU "
+         "while traffic flows (docs/benchmarks.md)")
         ("allow-degraded-identity", po::bool_switch(&o.allow_degraded_identity),
          "start a policy with binaries: without CAP_PERFMON instead of refusing: those rules are then "
          "matched against /proc/<pid>/exe when the proxy accepts (a process that connects and then execs "
@@ -160,6 +165,9 @@ Result<Command> parse_run(std::vector<std::string> args)
     static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error", "off"};
     if (std::find(levels.begin(), levels.end(), o.log_level) == levels.end())
         return fail("pinfold run: --log-level '" + o.log_level + "' is not one of trace|debug|info|warn|error|off");
+    if (o.busy_poll_us < 0 || o.busy_poll_us > max_busy_poll_us)
+        return fail("pinfold run: --busy-poll-us " + std::to_string(o.busy_poll_us) + " is not in 0.." +
+                    std::to_string(max_busy_poll_us));
     if (auto r = check_sandbox_flags(o.sandbox); !r)
         return std::unexpected(r.error());
     for (const auto& host : o.hosts) {

@@ -23,6 +23,7 @@ struct RunOptions {
     std::string proxy_path;              // "" -> pinfold-proxy beside this binary
     std::string upstream_ca_path;        // "" -> the system roots verify upstream TLS
     std::string dns_upstream;            // ADDR:PORT; "" -> first nameserver of /etc/resolv.conf
+    int busy_poll_us = 0;                // the proxy polls this long after events before sleeping
     bool allow_degraded_identity = false; // binaries: without kernel capture (docs/identity.md)
     bool allow_private_netns = false;    // connects in the command's own netns pass (docs/security.md)
     bool trusted_command = false;        // non-root --sandbox off: CMD may leave the run (docs/security.md)

@@ -707,6 +707,8 @@ int run_sandbox_checked(const RunOptions& options)
         }
         proxy_spec.argv.insert(proxy_spec.argv.end(), {"--dns-upstream", dns_upstream});
         proxy_spec.argv.insert(proxy_spec.argv.end(), {"--binaries-fd", std::to_string(binaries_fd.get())});
+        if (options.busy_poll_us > 0)
+            proxy_spec.argv.insert(proxy_spec.argv.end(), {"--busy-poll-us", std::to_string(options.busy_poll_us)});
         if (!handover && !capture_exe)
             proxy_spec.argv.push_back("--degraded-identity");
         proxy_spec.cgroup_fd = run.proxy_cgroup ? run.proxy_cgroup->fd() : -1;

@@ -61,6 +61,23 @@ class NewConnection(pftest.PinfoldTestCase):
         self.assertEqual(len(allowed), 22, r.audit)
         self.assertTrue(all(a["bytes_out"] > 0 and a["path"] == "/items/1" for a in allowed), allowed)
 
+    def test_busy_polling_serves_the_same(self):
+        # --busy-poll-us only changes when the proxy sleeps: the same
+        # connections, whole and in pieces, get the same answers and records.
+        up = self.server()
+        policy = self.write_policy(f"""
+            name: newconn-busy
+            rules:
+              - endpoint: http://127.0.0.1:{up.port}/items/*
+        """)
+        r = self.python_in_sandbox(policy, CLIENT.replace("PORT", str(up.port)),
+                                   extra=("--busy-poll-us", "200", "--log-level", "info"))
+        self.assertIn("busy-polling 200 us", r.stderr)
+        self.assertEqual(r.stdout.split(), ["200"] * 22, r.stdout + r.stderr)
+        self.assertEqual(len(up.requests), 22, up.requests)
+        allowed = r.audit_where(event="http", verdict="allow", status=200)
+        self.assertEqual(len(allowed), 22, r.audit)
+
     def test_connection_without_a_request_reaches_no_origin(self):
         listener = self.raw_listener()
         up = self.server()

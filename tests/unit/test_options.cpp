@@ -51,3 +51,20 @@ TEST_CASE("pinfold check takes files")
     REQUIRE(c);
     CHECK(std::get<CheckOptions>(*c).policy_paths.size() == 2);
 }
+
+TEST_CASE("--busy-poll-us is off unless given, and bounded")
+{
+    auto plain = parse_command_line({"run", "--policy", "p", "--", "true"});
+    REQUIRE(plain);
+    CHECK(std::get<RunOptions>(*plain).busy_poll_us == 0);
+
+    auto on = parse_command_line({"run", "--policy", "p", "--busy-poll-us", "200", "--", "true"});
+    REQUIRE(on);
+    CHECK(std::get<RunOptions>(*on).busy_poll_us == 200);
+
+    for (const char* bad : {"-1", "1001", "lots", "2.5"}) {
+        auto r = parse_command_line({"run", "--policy", "p", "--busy-poll-us", bad, "--", "true"});
+        REQUIRE_FALSE(r);
+        CHECK(r.error().message.find("busy-poll-us") != std::string::npos);
+    }
+}

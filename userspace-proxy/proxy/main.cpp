@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -207,7 +208,9 @@ int serve(const proxy::ProxyOptions& options)
     proxy::SystemResolver system_resolver(std::move(overrides));
     proxy::AnsweredResolver resolver(answers, system_resolver);
     AuditLog audit(options.audit_fd);
-    proxy::ProxyServer server(origins, resolver, audit);
+    proxy::ProxyLimits limits;
+    limits.busy_poll = std::chrono::microseconds(options.busy_poll_us);
+    proxy::ProxyServer server(origins, resolver, audit, limits);
     server.set_credentials(std::move(credentials));
     // Only an allow rule for https:// can lead to an intercepted session,
     // the one use of the upstream roots; without one they are not parsed at
@@ -232,6 +235,8 @@ int serve(const proxy::ProxyOptions& options)
     }
     ::close(options.ready_fd);
     spdlog::debug("listening on 127.0.0.1:{} and [::1]:{}", *port, *port);
+    if (options.busy_poll_us > 0)
+        spdlog::info("busy-polling {} us after events before sleeping", options.busy_poll_us);
     // Parsing the upstream roots (the system bundle: ~150 certificates,
     // 30-70 ms here) was the slowest step of start-up: it now overlaps the
     // sandbox's set-up. Nothing is served before run(); the first

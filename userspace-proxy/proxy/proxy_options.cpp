@@ -1,5 +1,7 @@
 #include "proxy_options.hpp"
 
+#include <string>
+
 #include <boost/program_options.hpp>
 
 namespace pinfold::proxy {
@@ -31,6 +33,8 @@ Result<ProxyOptions> parse_proxy_options(const std::vector<std::string>& args)
         ("ca-out-fd", po::value(&o.ca_out_fd), "fd to write the run CA certificate (PEM) to")
         ("dns-upstream", po::value(&o.dns_upstream), "ADDR:PORT: serve DNS and forward allowed names there")
         ("log-level", po::value(&o.log_level), "trace|debug|info|warn|error")
+        ("busy-poll-us", po::value(&o.busy_poll_us),
+         "after events, poll for this many microseconds before sleeping (0-1000; default 0)")
         ("exempt-map-fd", po::value(&o.exempt_map_fd),
          "container mode: fd of the map that exempts this process's own sockets");
     try {
@@ -40,6 +44,9 @@ Result<ProxyOptions> parse_proxy_options(const std::vector<std::string>& args)
     } catch (const po::error& e) {
         return fail(std::string("pinfold-proxy: ") + e.what());
     }
+    if (o.busy_poll_us < 0 || o.busy_poll_us > max_busy_poll_us)
+        return fail("pinfold-proxy: --busy-poll-us " + std::to_string(o.busy_poll_us) + " is not in 0.." +
+                    std::to_string(max_busy_poll_us));
     if ((o.origin_map_fd >= 0) == (o.handover_fd >= 0))
         return fail("pinfold-proxy: exactly one of --origin-map-fd and --handover-fd is needed");
     return o;

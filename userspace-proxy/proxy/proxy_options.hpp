@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "pinfold/busy_poll.hpp"
 #include "pinfold/error.hpp"
 
 namespace pinfold::proxy {
@@ -28,6 +29,7 @@ struct ProxyOptions {
     int ca_out_fd = -1;          // the run CA certificate (PEM, public) is written here
     std::string dns_upstream;         // ADDR:PORT of the resolver allowed names go to; "" -> no DNS
     std::string log_level = "info";
+    int busy_poll_us = 0;        // 0: sleep in epoll_wait at once (ProxyLimits::busy_poll)
     int exempt_map_fd = -1;      // container mode: exempt_map, to mark our own sockets (socket_exemption.hpp)
 };
 

@@ -408,9 +408,12 @@ Result<void> ProxyServer::run(int stop_fd, int parent_fd)
         AuditLog& audit;
         ~AuditFlush() { audit.set_buffered(false); }
     } audit_flush{s.audit};
+    const bool busy_polling = s.limits.busy_poll.count() > 0;
+    auto poll_until = Clock::time_point::min();
     for (;;) {
         s.audit.flush();
-        int n = ::epoll_wait(s.epoll_fd, events, 128, 1000);
+        bool polling = busy_polling && Clock::now() < poll_until;
+        int n = ::epoll_wait(s.epoll_fd, events, 128, polling ? 0 : 1000);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -421,6 +424,8 @@ Result<void> ProxyServer::run(int stop_fd, int parent_fd)
                 return {};
             s.on_event(events[i].data.u64, events[i].events);
         }
+        if (busy_polling && n > 0)
+            poll_until = Clock::now() + s.limits.busy_poll;
         if (Clock::now() >= next_sweep) {
             s.sweep_timeouts();
             next_sweep = Clock::now() + std::chrono::seconds(1);

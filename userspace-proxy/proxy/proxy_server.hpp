@@ -3,6 +3,7 @@
 // only moves bytes between sockets; parsing is http/, decisions are
 // request_gate, identity comes from an OriginSource.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -23,6 +24,12 @@ struct ProxyLimits {
     int idle_timeout_seconds = 120;
     int connect_timeout_seconds = 10;
     UpstreamPoolLimits pool{};             // idle plain-HTTP upstream connections
+    // After a wake-up with events the loop polls epoll without sleeping for
+    // this long before it blocks again: the next request of a burst then
+    // finds the proxy on-CPU instead of paying an idle CPU's wake-up (most
+    // of a new connection's added latency, docs/benchmarks.md). It costs
+    // CPU while traffic flows, so it is off unless asked for.
+    std::chrono::microseconds busy_poll{0};
 };
 
 class ProxyServer {
