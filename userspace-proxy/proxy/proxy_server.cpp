@@ -242,6 +242,9 @@ struct ProxyServer::State {
     SSL_CTX* upstream_ctx = nullptr;
     std::shared_ptr<const policy::CredentialSet> credentials = std::make_shared<const policy::CredentialSet>();
     UpstreamPool pool;   // idle plain-HTTP upstream sockets, closed with the State (proxy exit)
+    // Set while the listeners are out of epoll because accept4 ran out of
+    // descriptors; the sweep puts them back once this time has passed.
+    std::optional<Clock::time_point> accepting_paused_until;
 
     State(OriginSource& o, Resolver& r, AuditLog& a, ProxyLimits l)
         : origins(o), resolver(r), audit(a), limits(l), pool(l.pool)
@@ -267,6 +270,8 @@ struct ProxyServer::State {
     void touch(Connection& c) { c.deadline = Clock::now() + std::chrono::seconds(limits.idle_timeout_seconds); }
 
     void accept_from(int listen_fd) noexcept;
+    void out_of_descriptors(int err) noexcept;
+    void set_listening(bool on) noexcept;
     void on_event(std::uint64_t tag, std::uint32_t events) noexcept;
     void read_side(Connection& c, bool upstream) noexcept;
     bool write_side(Connection& c, bool upstream) noexcept;
@@ -478,8 +483,13 @@ void ProxyServer::State::accept_from(int listen_fd) noexcept
     // Bounded per wake-up so one busy listener cannot starve the rest.
     for (int i = 0; i < 64; ++i) {
         int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                out_of_descriptors(errno);
             return;
+        }
         auto origin = origins.lookup(fd);
         if (!origin) {
             AuditRecord r;
@@ -524,6 +534,41 @@ void ProxyServer::State::accept_from(int listen_fd) noexcept
         read_side(accepted, false);
         if (!accepted.client_in.empty() || accepted.client_eof)
             advance(accepted);
+    }
+}
+
+void ProxyServer::State::out_of_descriptors(int err) noexcept
+{
+    // The pending connection stays in the listen queue, so a level-triggered
+    // listener would wake the loop again at once and spin. Idle pooled
+    // upstreams are the descriptors nobody waits on: give them back first,
+    // and the next round's accept4 can succeed.
+    if (pool.size() > 0) {
+        log()->warn("accept4: {}; closing {} idle upstream connections", std::strerror(err), pool.size());
+        pool.clear();
+        return;
+    }
+    // Otherwise stop listening for about a second, like nginx does. The
+    // connections queue in the kernel (or their SYNs are dropped once the
+    // queue is full): they wait, and nothing reaches an origin unpoliced.
+    set_listening(false);
+    accepting_paused_until = Clock::now() + std::chrono::seconds(1);
+    AuditRecord r;
+    r.event = "limit";
+    r.verdict = "deny";
+    r.reason = std::string("proxy out of file descriptors (accept4: ") + std::strerror(err) +
+               "): not accepting new connections for 1 s";
+    audit.write(r);
+    log()->warn("{}", r.reason);
+}
+
+void ProxyServer::State::set_listening(bool on) noexcept
+{
+    for (std::size_t i = 0; i < listen_fds.size(); ++i) {
+        epoll_event ev{};
+        ev.events = on ? std::uint32_t{EPOLLIN} : 0u;
+        ev.data.u64 = listener_tag_base + i;
+        ::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, listen_fds[i], &ev);
     }
 }
 
@@ -1478,6 +1523,10 @@ void ProxyServer::State::sweep_timeouts() noexcept
 {
     auto now = Clock::now();
     pool.reap(now);   // the loop's one-second tick: no timer of its own
+    if (accepting_paused_until && *accepting_paused_until <= now) {
+        accepting_paused_until.reset();
+        set_listening(true);
+    }
     std::vector<std::uint64_t> expired;
     for (auto& [id, c] : connections) {
         if (c->deadline <= now)
