@@ -10,6 +10,7 @@ connection; a body sent after a HEAD response is a stray response too.
 Every case is checked on the origin's side (which connection carried which
 request) and in the audit ("upstream": new/reused/retry)."""
 import os
+import shlex
 import sys
 import textwrap
 import threading
@@ -190,6 +191,65 @@ class NoReuseAcrossKeys(PoolCase):
         allowed = r.audit_where(event="http", verdict="allow", rule="api")
         self.assertEqual([a["upstream"] for a in allowed], ["new", "new", "reused", "reused", "reused", "reused"],
                          allowed)
+
+    def test_a_connection_authenticated_with_ntlm_serves_no_other_process(self):
+        # The origin binds a connection to whoever completed the NTLM
+        # exchange on it: later requests on that connection carry no
+        # credential and get the private answer. Another process of the same
+        # executable must never be handed that connection from the pool.
+        authenticated = set()
+        challenge = (b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM TlRMTVNTUAACAAAA\r\n"
+                     b"Content-Length: 5\r\n\r\nauth\n")
+        secret = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsecret\n"
+
+        def answer(number, index, line):
+            auth = o.log[-1][2].get("authorization", "")
+            if auth.startswith("NTLM TlRMTVNTUAABAAAA"):
+                return challenge
+            if auth.startswith("NTLM TlRMTVNTUAADAAAA"):
+                authenticated.add(number)
+                return secret
+            return secret if number in authenticated else challenge
+        o = self.origin(answer)
+        policy = self.write_policy(f"""
+            name: ntlm
+            rules:
+              - name: intranet
+                endpoint: http://127.0.0.1:{o.port}/**
+        """)
+        first = textwrap.dedent(f"""
+            import socket
+            s = socket.create_connection(("127.0.0.1", {o.port}), timeout=10)
+            f = s.makefile("rb")
+            def get(path, auth):
+                extra = b"Authorization: NTLM " + auth + b"\\r\\n" if auth else b""
+                s.sendall(b"GET " + path + b" HTTP/1.1\\r\\nHost: 127.0.0.1:{o.port}\\r\\n" + extra + b"\\r\\n")
+                status = f.readline().split(b" ")[1].decode()
+                length = 0
+                while True:
+                    h = f.readline()
+                    if h == b"\\r\\n":
+                        break
+                    if h.lower().startswith(b"content-length:"):
+                        length = int(h.split(b":")[1])
+                print(status, f.read(length).decode().strip())
+            get(b"/login", b"TlRMTVNTUAABAAAA")
+            get(b"/login", b"TlRMTVNTUAADAAAA")
+            get(b"/private", b"")
+            s.close()
+        """)
+        second = CLIENT + textwrap.dedent(f"""
+            req({o.port}, "GET", "/private")
+        """)
+        script = (f"{pftest.SANDBOX_PYTHON} -c {shlex.quote(first)} && "
+                  f"{pftest.SANDBOX_PYTHON} -c {shlex.quote(second)}")
+        r = self.pinfold(policy, ["sh", "-c", script])
+        self.assertEqual(r.stdout.strip().split("\n"), ["401 auth", "200 secret", "200 secret", "401 auth"],
+                         r.stdout + r.stderr)
+        by = o.paths_by_connection()
+        self.assertEqual(by, {1: ["/login", "/login", "/private"], 2: ["/private"]}, by)
+        self.assertEqual(self.uses(r, verdict="allow"), ["new", "kept", "kept", "new"], r.audit)
+        self.assertEqual(len({a["pid"] for a in r.audit_where(event="http", verdict="allow")}), 2, r.audit)
 
 
 class DeniedAndDirty(PoolCase):

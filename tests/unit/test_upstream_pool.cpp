@@ -282,6 +282,28 @@ TEST_CASE("upstream pool: only idempotent requests without a body may use a pool
     CHECK_FALSE(may_use_pooled(h));
 }
 
+TEST_CASE("upstream pool: NTLM and Negotiate authenticate the connection, other schemes only the request")
+{
+    http::RequestHead h;
+    h.method = "GET";
+    CHECK_FALSE(authenticates_connection(h));
+    for (const char* value : {"NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAGAbEdAAAADw==", "ntlm x",
+                              "Negotiate YIIabc", "NEGOTIATE x", "NTLM"}) {
+        h.headers = {{"Accept", "*/*"}, {"authorization", value}};
+        CHECK_MESSAGE(authenticates_connection(h), value);
+    }
+    for (const char* value : {"Bearer NTLM", "Basic dXNlcjpwYXNz", "NTLMx abc", "Negotiated x", ""}) {
+        h.headers = {{"Authorization", value}};
+        CHECK_FALSE_MESSAGE(authenticates_connection(h), value);
+    }
+    // Any of several Authorization headers counts.
+    h.headers = {{"Authorization", "Bearer t"}, {"Authorization", "Negotiate x"}};
+    CHECK(authenticates_connection(h));
+    // Only Authorization: the same words elsewhere bind nothing.
+    h.headers = {{"X-Auth", "NTLM abc"}, {"Proxy-Authorization", "Basic x"}};
+    CHECK_FALSE(authenticates_connection(h));
+}
+
 TEST_CASE("upstream pool: a connection is reusable only after a clean, fully framed exchange")
 {
     UpstreamPoolLimits limits;

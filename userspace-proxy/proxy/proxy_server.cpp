@@ -220,6 +220,7 @@ struct Connection {
     std::optional<UpstreamKey> upstream_key;
     std::uint32_t upstream_requests = 0;   // requests sent on this socket
     bool upstream_idle_clean = false;      // last exchange ended clean, nothing sent since
+    bool upstream_authenticated = false;   // carried NTLM/Negotiate: this client's only, never pooled
     Clock::time_point upstream_idle_since;
     // The head sent on a reused socket, kept until a response byte arrives:
     // an origin that closed the socket while idle gets it once more on a
@@ -796,8 +797,8 @@ void ProxyServer::State::release_upstream(Connection& c) noexcept
     if (c.upstream < 0)
         return;
     ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.upstream, nullptr);
-    bool clean = c.upstream_key && c.upstream_idle_clean && c.upstream_in.empty() && c.upstream_out.empty() &&
-                 !c.upstream_eof && !c.upstream_connecting && !c.upstream_tls;
+    bool clean = c.upstream_key && c.upstream_idle_clean && !c.upstream_authenticated && c.upstream_in.empty() &&
+                 c.upstream_out.empty() && !c.upstream_eof && !c.upstream_connecting && !c.upstream_tls;
     bool pooled = false;
     if (clean) {
         try {
@@ -815,6 +816,7 @@ void ProxyServer::State::release_upstream(Connection& c) noexcept
     c.upstream_out.clear();   // bytes meant for that socket, never for another
     c.upstream_key.reset();
     c.upstream_idle_clean = false;
+    c.upstream_authenticated = false;
     c.upstream_requests = 0;
     c.upstream_in.clear();
     c.upstream_eof = false;
@@ -995,6 +997,8 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     }
     if (key)
         c.upstream_key = std::move(key);
+    if (authenticates_connection(head))
+        c.upstream_authenticated = true;
     ++c.upstream_requests;
     c.record.upstream = upstream_use;
     c.request_body.reset();

@@ -7,6 +7,8 @@
 #include <functional>
 #include <utility>
 
+#include "http/syntax.hpp"
+
 namespace pinfold::proxy {
 
 namespace {
@@ -70,6 +72,19 @@ bool may_use_pooled(const http::RequestHead& head) noexcept
         return false;
     // RFC 9110 9.2.2; the parser admits no other method of that kind.
     return head.method == "GET" || head.method == "HEAD" || head.method == "OPTIONS";
+}
+
+bool authenticates_connection(const http::RequestHead& head) noexcept
+{
+    for (const auto& header : head.headers) {
+        if (!http::syntax::iequals(header.name, "authorization"))
+            continue;
+        std::string_view value = header.value;
+        std::string_view scheme = value.substr(0, value.find(' '));
+        if (http::syntax::iequals(scheme, "NTLM") || http::syntax::iequals(scheme, "Negotiate"))
+            return true;
+    }
+    return false;
 }
 
 bool reusable_after(const ExchangeEnd& end, const UpstreamPoolLimits& limits) noexcept

@@ -79,6 +79,14 @@ struct UpstreamPoolLimits {
 // without the origin ever acting on it twice.
 [[nodiscard]] bool may_use_pooled(const http::RequestHead& head) noexcept;
 
+// Does this request authenticate the connection rather than itself? NTLM
+// and Negotiate (RFC 4559) bind the whole TCP connection to the user who
+// completed the handshake, and later requests on it carry no credential.
+// Such an upstream serves only the client connection that authenticated
+// it and is closed after, never pooled: the pool key cannot tell two
+// processes of one executable apart.
+[[nodiscard]] bool authenticates_connection(const http::RequestHead& head) noexcept;
+
 // What the proxy knows at the end of one exchange on an upstream connection.
 struct ExchangeEnd {
     bool plain = true;                 // no TLS on either side
