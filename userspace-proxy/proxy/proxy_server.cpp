@@ -55,7 +55,11 @@ std::shared_ptr<spdlog::logger> tls_log()
 // any session exists (RFC 8446 6.2): the client reports why it failed.
 const std::string alert_access_denied("\x15\x03\x03\x00\x02\x02\x31", 7);
 
-// epoll tags: listeners are small numbers, connections id*2 (+1 upstream).
+// epoll tags: listeners are small numbers; connection ids are multiples of
+// 4, +1 for the upstream socket, +2 when that socket's generation is odd.
+// An upstream replaced while events of the old socket are still in this
+// round's batch (a pooled or kept one given up for a new connect) would
+// otherwise have those events applied to the new socket.
 constexpr std::uint64_t stop_tag = 1;
 constexpr std::uint64_t listener_tag_base = 2;     // 2, 3
 constexpr std::uint64_t first_connection_id = 8;
@@ -153,6 +157,8 @@ struct Connection {
     std::uint64_t id = 0;
     int client = -1;
     int upstream = -1;
+    std::uint64_t upstream_generation = 0;   // sockets given up so far
+    [[nodiscard]] std::uint64_t upstream_tag() const noexcept { return id | 1 | (upstream_generation & 1) << 1; }
     ConnectionOrigin origin;
     std::string client_in, client_out, upstream_in, upstream_out;
     bool client_eof = false;
@@ -445,11 +451,13 @@ void ProxyServer::State::on_event(std::uint64_t tag, std::uint32_t events) noexc
         accept_from(listen_fds[tag - listener_tag_base]);
         return;
     }
-    auto it = connections.find(tag & ~std::uint64_t{1});
+    auto it = connections.find(tag & ~std::uint64_t{3});
     if (it == connections.end())
         return;
     Connection& c = *it->second;
     bool upstream = tag & 1;
+    if (upstream && tag != c.upstream_tag())
+        return;   // for a socket this connection has given up since
     touch(c);
     if (upstream && c.upstream_connecting && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
         int err = 0;
@@ -513,7 +521,7 @@ void ProxyServer::State::accept_from(int listen_fd) noexcept
         }
         auto c = std::make_unique<Connection>();
         c->id = next_id;
-        next_id += 2;
+        next_id += 4;
         c->client = fd;
         c->origin = *origin;
         touch(*c);
@@ -725,7 +733,7 @@ bool ProxyServer::State::connect_upstream(Connection& c, bool send_queued) noexc
     }
     epoll_event ev{};
     ev.events = connecting ? EPOLLOUT : (c.upstream_out.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT);
-    ev.data.u64 = c.id | 1;
+    ev.data.u64 = c.upstream_tag();
     if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         ::close(fd);
         return false;
@@ -762,7 +770,7 @@ bool ProxyServer::State::attach_pooled(Connection& c, int fd) noexcept
     // head again on a new connection) must mean nothing reached the origin.
     epoll_event ev{};
     ev.events = EPOLLIN;
-    ev.data.u64 = c.id | 1;
+    ev.data.u64 = c.upstream_tag();
     if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         ::close(fd);
         return false;
@@ -812,6 +820,7 @@ void ProxyServer::State::release_upstream(Connection& c) noexcept
     }
     log()->debug("connection {}: upstream {}", c.id, pooled ? "kept in the pool" : "closed");
     c.upstream = -1;
+    ++c.upstream_generation;
     c.upstream_mask = 0;
     c.upstream_out.clear();   // bytes meant for that socket, never for another
     c.upstream_key.reset();
@@ -1167,6 +1176,7 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
         ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.upstream, nullptr);
         ::close(c.upstream);
         c.upstream = -1;
+        ++c.upstream_generation;
         c.upstream_mask = 0;
         c.upstream_tls.reset();
         c.upstream_cipher_out.clear();
@@ -1507,7 +1517,7 @@ void ProxyServer::State::update_interest(Connection& c) noexcept
     if (upstream_mask != c.upstream_mask) {
         epoll_event ev{};
         ev.events = upstream_mask;
-        ev.data.u64 = c.id | 1;
+        ev.data.u64 = c.upstream_tag();
         ::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c.upstream, &ev);
         c.upstream_mask = upstream_mask;
     }
