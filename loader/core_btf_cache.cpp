@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "child_process.hpp"
+#include "pinfold/unique_fd.hpp"
 #include "write_all.hpp"
 
 namespace pinfold::loader {
@@ -41,23 +42,6 @@ std::shared_ptr<spdlog::logger> log()
     return logger;
 }
 
-class Fd {
-public:
-    explicit Fd(int fd = -1) noexcept : fd_(fd) {}
-    Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-    Fd& operator=(Fd&&) = delete;
-    ~Fd()
-    {
-        if (fd_ >= 0)
-            ::close(fd_);
-    }
-    [[nodiscard]] int get() const noexcept { return fd_; }
-    int release() noexcept { return std::exchange(fd_, -1); }
-
-private:
-    int fd_;
-};
-
 std::uint64_t fnv1a(std::uint64_t h, std::span<const unsigned char> bytes)
 {
     for (unsigned char b : bytes) {
@@ -70,7 +54,7 @@ std::uint64_t fnv1a(std::uint64_t h, std::span<const unsigned char> bytes)
 std::string read_boot_id()
 {
     char buf[64];
-    Fd fd(::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0)
         return {};
     ssize_t n = ::read(fd.get(), buf, sizeof buf);
@@ -109,9 +93,9 @@ Result<void> check_private(int fd)
     return {};
 }
 
-Result<Fd> memfd_with(const char* name, std::span<const unsigned char> bytes)
+Result<UniqueFd> memfd_with(const char* name, std::span<const unsigned char> bytes)
 {
-    Fd fd(::memfd_create(name, MFD_CLOEXEC));
+    UniqueFd fd(::memfd_create(name, MFD_CLOEXEC));
     if (fd.get() < 0)
         return fail_errno("memfd_create");
     if (auto r = write_all(fd.get(), bytes.data(), bytes.size(), "memfd"); !r)
@@ -128,7 +112,7 @@ Result<std::vector<unsigned char>> run_bpftool(std::span<const unsigned char> ob
     auto in = memfd_with("pinfold-bpf-object", object);
     if (!in)
         return std::unexpected(in.error());
-    Fd out(::memfd_create("pinfold-core-btf", MFD_CLOEXEC));
+    UniqueFd out(::memfd_create("pinfold-core-btf", MFD_CLOEXEC));
     if (out.get() < 0)
         return fail_errno("memfd_create");
     SpawnSpec spec;
@@ -169,7 +153,7 @@ Result<std::vector<unsigned char>> run_bpftool(std::span<const unsigned char> ob
 // (no half-written or stray files, whatever kills us).
 Result<void> store(const std::string& dir, const std::string& name, std::span<const unsigned char> bytes)
 {
-    Fd fd(::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
+    UniqueFd fd(::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
     if (fd.get() < 0)
         return fail_errno("create a file in " + dir);
     if (auto r = write_all(fd.get(), bytes.data(), bytes.size(), dir + "/" + name); !r)
@@ -254,7 +238,7 @@ std::optional<CoreBtf> CoreBtf::find_or_make(const std::string& cache_dir, std::
     if (!stored) {
         log()->warn("no kernel BTF subset for this boot ({}); each start reads the whole kernel BTF",
                     stored.error().what());
-        Fd mark(::open(failed.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        UniqueFd mark(::open(failed.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
         return std::nullopt;
     }
     remove_other_boots(cache_dir, boot_id);

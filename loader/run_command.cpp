@@ -35,6 +35,7 @@
 #include "pinfold/address.hpp"
 #include "pinfold/audit_log.hpp"
 #include "pinfold/proxy_handover.hpp"
+#include "pinfold/unique_fd.hpp"
 #include "policy/policy.hpp"
 #include "run_state.hpp"
 #include "runtime_paths.hpp"
@@ -61,38 +62,9 @@ std::shared_ptr<spdlog::logger> log()
     return logger;
 }
 
-// A file descriptor owned for the duration of a scope.
-class OwnedFd {
-public:
-    explicit OwnedFd(int fd = -1) noexcept : fd_(fd) {}
-    OwnedFd(OwnedFd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-    OwnedFd(const OwnedFd&) = delete;
-    OwnedFd& operator=(const OwnedFd&) = delete;
-    OwnedFd& operator=(OwnedFd&& o) noexcept
-    {
-        if (this != &o) {
-            reset();
-            fd_ = o.fd_;
-            o.fd_ = -1;
-        }
-        return *this;
-    }
-    ~OwnedFd() { reset(); }
-    void reset() noexcept
-    {
-        if (fd_ >= 0)
-            ::close(fd_);
-        fd_ = -1;
-    }
-    [[nodiscard]] int get() const noexcept { return fd_; }
-
-private:
-    int fd_;
-};
-
 Result<std::uint64_t> own_netns_cookie()
 {
-    OwnedFd sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    UniqueFd sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (sock.get() < 0)
         return fail_errno("socket");
     std::uint64_t cookie = 0;
@@ -242,7 +214,7 @@ struct Run {
     std::optional<ExeLookupService> exe_lookup;   // degraded identity only
     // Write end of the proxy's stop pipe: closing it asks the proxy to
     // flush its batched audit records and exit.
-    std::optional<OwnedFd> proxy_stop;
+    std::optional<UniqueFd> proxy_stop;
 };
 
 // The cgroup the hooks police: the run's sandbox cgroup, or in container
@@ -593,7 +565,7 @@ int run_sandbox_checked(const RunOptions& options)
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2})
         sigaddset(&forwarded, sig);
     ::sigprocmask(SIG_BLOCK, &forwarded, nullptr);
-    OwnedFd signal_fd(::signalfd(-1, &forwarded, SFD_CLOEXEC));
+    UniqueFd signal_fd(::signalfd(-1, &forwarded, SFD_CLOEXEC));
     if (signal_fd.get() < 0) {
         log()->error("signalfd: {}", std::strerror(errno));
         return exit_internal;
@@ -655,36 +627,36 @@ int run_sandbox_checked(const RunOptions& options)
     //    Container mode shares one cgroup with the job and pinfold: the
     //    proxy starts after the attach, with every fd on its command line.
     struct ProxyStart {
-        OwnedFd ready_read;
-        OwnedFd ca_read;
-        OwnedFd handover;   // our end; -1 without a handover
+        UniqueFd ready_read;
+        UniqueFd ca_read;
+        UniqueFd handover;   // our end; -1 without a handover
         SpawnSpec spec;     // its exec is confirmed after the load
     };
     auto start_proxy = [&](bool handover) -> Result<ProxyStart> {
-        OwnedFd handover_theirs;
-        OwnedFd handover_ours;
+        UniqueFd handover_theirs;
+        UniqueFd handover_ours;
         if (handover) {
             int pair[2];
             if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0)
                 return std::unexpected(Error{errno, "socketpair"});
-            handover_ours = OwnedFd(pair[0]);
-            handover_theirs = OwnedFd(pair[1]);
+            handover_ours = UniqueFd(pair[0]);
+            handover_theirs = UniqueFd(pair[1]);
         }
         auto memfd = policy_memfd(*policy_text);
         if (!memfd)
             return std::unexpected(memfd.error());
-        OwnedFd policy_fd(*memfd);
+        UniqueFd policy_fd(*memfd);
         auto binaries_memfd = policy_memfd(policy::serialize_binary_table(*binaries));
         if (!binaries_memfd)
             return std::unexpected(binaries_memfd.error());
-        OwnedFd binaries_fd(*binaries_memfd);
+        UniqueFd binaries_fd(*binaries_memfd);
         int ready_pipe[2];
         if (::pipe2(ready_pipe, O_CLOEXEC) != 0)
             return std::unexpected(Error{errno, "pipe"});
         ProxyStart started;
-        started.ready_read = OwnedFd(ready_pipe[0]);
-        OwnedFd ready_write(ready_pipe[1]);
-        OwnedFd proxy_audit(::fcntl(*audit_fd, F_DUPFD_CLOEXEC, 3));
+        started.ready_read = UniqueFd(ready_pipe[0]);
+        UniqueFd ready_write(ready_pipe[1]);
+        UniqueFd proxy_audit(::fcntl(*audit_fd, F_DUPFD_CLOEXEC, 3));
         if (proxy_audit.get() < 0)
             return std::unexpected(Error{errno, "dup audit fd"});
         SpawnSpec proxy_spec;
@@ -717,7 +689,7 @@ int run_sandbox_checked(const RunOptions& options)
         int stop_pipe[2];
         if (::pipe2(stop_pipe, O_CLOEXEC) != 0)
             return std::unexpected(Error{errno, "pipe"});
-        OwnedFd stop_read(stop_pipe[0]);
+        UniqueFd stop_read(stop_pipe[0]);
         run.proxy_stop.emplace(stop_pipe[1]);
         proxy_spec.argv.insert(proxy_spec.argv.end(), {"--stop-fd", std::to_string(stop_read.get())});
         proxy_spec.inherit_fds.push_back(stop_read.get());
@@ -725,12 +697,12 @@ int run_sandbox_checked(const RunOptions& options)
         auto roots_memfd = policy_memfd(*upstream_roots);
         if (!roots_memfd)
             return std::unexpected(roots_memfd.error());
-        OwnedFd roots_fd(*roots_memfd);
+        UniqueFd roots_fd(*roots_memfd);
         int ca_pipe[2];
         if (::pipe2(ca_pipe, O_CLOEXEC) != 0)
             return std::unexpected(Error{errno, "pipe"});
-        started.ca_read = OwnedFd(ca_pipe[0]);
-        OwnedFd ca_write(ca_pipe[1]);
+        started.ca_read = UniqueFd(ca_pipe[0]);
+        UniqueFd ca_write(ca_pipe[1]);
         proxy_spec.argv.insert(proxy_spec.argv.end(), {"--upstream-ca-fd", std::to_string(roots_fd.get()),
                                                         "--ca-out-fd", std::to_string(ca_write.get())});
         proxy_spec.inherit_fds.push_back(roots_fd.get());
@@ -738,7 +710,7 @@ int run_sandbox_checked(const RunOptions& options)
         auto credentials_memfd = credentials->set.empty() ? Result<int>(-1) : policy_memfd(credentials->set.serialize());
         if (!credentials_memfd)
             return std::unexpected(credentials_memfd.error());
-        OwnedFd credentials_fd(*credentials_memfd);
+        UniqueFd credentials_fd(*credentials_memfd);
         if (credentials_fd.get() >= 0) {
             proxy_spec.argv.insert(proxy_spec.argv.end(), {"--credentials-fd", std::to_string(credentials_fd.get())});
             proxy_spec.inherit_fds.push_back(credentials_fd.get());
@@ -968,7 +940,7 @@ int run_sandbox_checked(const RunOptions& options)
             return fail_run(r.error());
     }
 
-    OwnedFd timer_fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
+    UniqueFd timer_fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
     if (timer_fd.get() < 0)
         return fail_run(Error{errno, "timerfd_create"});
     if (auto timeout = limits_wanted.timeout) {

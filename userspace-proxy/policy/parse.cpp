@@ -11,6 +11,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "pinfold/unique_fd.hpp"
 #include "pinfold/units.hpp"
 #include "policy/policy.hpp"
 
@@ -505,23 +506,6 @@ Result<Policy> PolicyParser::parse(std::string_view text) const
     return policy;
 }
 
-// Closes on scope exit so every early return in load_policy_file is safe.
-class FileDescriptor {
-public:
-    explicit FileDescriptor(int fd) : fd_(fd) {}
-    FileDescriptor(const FileDescriptor&) = delete;
-    FileDescriptor& operator=(const FileDescriptor&) = delete;
-    ~FileDescriptor()
-    {
-        if (fd_ >= 0)
-            ::close(fd_);
-    }
-    [[nodiscard]] int get() const { return fd_; }
-
-private:
-    int fd_;
-};
-
 } // namespace
 
 Result<Policy> parse_policy(std::string_view yaml_text, std::string_view source_name)
@@ -536,7 +520,7 @@ Result<Policy> parse_policy(std::string_view yaml_text, std::string_view source_
 
 Result<Policy> load_policy_file(const std::string& path)
 {
-    FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
     if (fd.get() < 0)
         return fail_errno("cannot open policy file '" + path + "'");
     struct stat info {};
