@@ -318,6 +318,15 @@ class DeniedAndDirty(PoolCase):
         self.assertEqual(o.paths_by_connection()[1], ["/one"], o.log)
         self.assertEqual(o.connections, 2, o.log)
         self.assertEqual(self.uses(r, verdict="allow"), ["new", "new", "reused"], r.audit)
+        # Bytes that arrived while the connection sat in the pool are
+        # reported when the probe finds them; bytes right behind a response
+        # keep the connection out of the pool, so there is nothing to find.
+        found = r.audit_where(event="upstream")
+        self.assertEqual(len(found), 1 if delayed else 0, r.audit)
+        for rec in found:
+            self.assertEqual(rec["destination"], f"127.0.0.1:{o.port}", rec)
+            self.assertIn("held bytes the origin sent unasked", rec["reason"], rec)
+            self.assertTrue(rec.get("exe"), rec)
 
     def test_bytes_after_a_framed_response_are_never_pooled(self):
         self.smuggling_case(delayed=False)

@@ -210,6 +210,7 @@ TEST_CASE("upstream pool: a closed or chatty idle connection is discarded, never
         l.origin_end = -1;
         CHECK_FALSE(pool.take(base_key(), now));
         CHECK(pool.size() == 0);
+        CHECK(pool.unsolicited_discards() == 0);   // an ordinary idle close: nothing to report
     }
     SUBCASE("origin sent a byte nobody asked for while idle")
     {
@@ -218,6 +219,7 @@ TEST_CASE("upstream pool: a closed or chatty idle connection is discarded, never
         REQUIRE(::send(l.origin_end, "H", 1, 0) == 1);
         CHECK_FALSE(pool.take(base_key(), now));
         CHECK(pool.size() == 0);
+        CHECK(pool.unsolicited_discards() == 1);
     }
     SUBCASE("a byte already pending at release: never handed out")
     {

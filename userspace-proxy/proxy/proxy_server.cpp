@@ -967,8 +967,20 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     // idle: the origin may have closed it meanwhile (then: one retry).
     bool retryable = pooling && may_use_pooled(head);
     std::optional<UpstreamPool::Taken> taken;
-    if (key && retryable)
+    if (key && retryable) {
+        auto unsolicited = pool.unsolicited_discards();
         taken = pool.take(*key, Clock::now());
+        if (pool.unsolicited_discards() != unsolicited) {
+            AuditRecord r = record_for(c.origin);
+            r.event = "upstream";
+            r.host = d.host;
+            r.rule = d.rule;
+            r.reason = std::to_string(pool.unsolicited_discards() - unsolicited) +
+                       " idle pooled connection(s) held bytes the origin sent unasked: closed, not used";
+            audit.write(r);
+            log()->warn("connection {}: {} ({})", c.id, r.reason, r.destination);
+        }
+    }
     c.upstream_idle_clean = false;
     c.upstream_out += http::serialize_request_head(head, d.upstream_target);
     // Connection is hop-by-hop and dropped above. Unpooled, the proxy

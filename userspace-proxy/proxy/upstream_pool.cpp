@@ -108,11 +108,13 @@ bool reusable_after(const ExchangeEnd& end, const UpstreamPoolLimits& limits) no
     return end.requests < limits.max_requests;
 }
 
-bool idle_socket_alive(int fd) noexcept
+IdleSocket probe_idle_socket(int fd) noexcept
 {
     char byte;
     ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    if (n > 0)
+        return IdleSocket::unsolicited_bytes;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? IdleSocket::alive : IdleSocket::closed;
 }
 
 UpstreamPool::~UpstreamPool()
@@ -134,7 +136,13 @@ std::optional<UpstreamPool::Taken> UpstreamPool::take(const UpstreamKey& key, Cl
         Idle& e = idle_[i];
         if (e.hash != h || !(e.key == key))
             continue;
-        if (now - e.since >= limits_.idle_timeout || !idle_socket_alive(e.fd)) {
+        if (now - e.since >= limits_.idle_timeout) {
+            close_at(i);
+            continue;
+        }
+        if (auto state = probe_idle_socket(e.fd); state != IdleSocket::alive) {
+            if (state == IdleSocket::unsolicited_bytes)
+                ++unsolicited_discards_;
             close_at(i);
             continue;
         }

@@ -110,9 +110,11 @@ struct ExchangeEnd {
 // connection past max_requests: not reusable.
 [[nodiscard]] bool reusable_after(const ExchangeEnd& end, const UpstreamPoolLimits& limits) noexcept;
 
-// recv(MSG_PEEK | MSG_DONTWAIT) says EAGAIN: nothing pending, not closed.
-// EOF, any byte (a response nobody asked for), or an error: not alive.
-[[nodiscard]] bool idle_socket_alive(int fd) noexcept;
+// What recv(MSG_PEEK | MSG_DONTWAIT) says of an idle socket: EAGAIN is
+// alive; EOF or an error is closed; any byte is a response nobody asked
+// for (an origin out of step with its requests, or smuggling one).
+enum class IdleSocket { alive, closed, unsolicited_bytes };
+[[nodiscard]] IdleSocket probe_idle_socket(int fd) noexcept;
 
 class UpstreamPool {
 public:
@@ -147,6 +149,9 @@ public:
     [[nodiscard]] std::size_t size() const noexcept { return idle_.size(); }
     [[nodiscard]] std::size_t size_for(const UpstreamKey& key) const;
     [[nodiscard]] const UpstreamPoolLimits& limits() const noexcept { return limits_; }
+    // Idle connections take() found holding bytes nobody asked for and
+    // discarded, since the pool was made: worth an audit record each.
+    [[nodiscard]] std::uint64_t unsolicited_discards() const noexcept { return unsolicited_discards_; }
 
 private:
     struct Idle {
@@ -162,6 +167,7 @@ private:
     // At most idle_total entries, oldest first: linear scans over a few
     // dozen entries beat any index here.
     std::vector<Idle> idle_;
+    std::uint64_t unsolicited_discards_ = 0;
 };
 
 } // namespace pinfold::proxy
