@@ -6,14 +6,9 @@
 
 namespace pinfold::proxy {
 
-const policy::Provider* RequestBodyScan::feed(std::string_view bytes, bool* secret_seen)
+std::string_view ChunkedPayload::feed(std::string_view bytes)
 {
-    if (const policy::Provider* p = wire_.feed(bytes, secret_seen))
-        return p;
-    if (!chunked_)
-        return nullptr;
-    // The decoder has checked the grammar, so only where data starts and
-    // ends matters here: "SIZE[;ext]CRLF DATA CRLF ... 0CRLF trailers CRLF".
+    // "SIZE[;ext]CRLF DATA CRLF ... 0CRLF trailers CRLF"
     data_.clear();
     std::size_t i = 0;
     while (i < bytes.size()) {
@@ -23,7 +18,7 @@ const policy::Provider* RequestBodyScan::feed(std::string_view bytes, bool* secr
             if (int v = pinfold::hex_value(static_cast<unsigned char>(c)); v >= 0) {
                 // The decoder refuses sizes this large long before.
                 if (remaining_ > (std::uint64_t{1} << 58))
-                    return nullptr;
+                    return {};
                 remaining_ = remaining_ * 16 + static_cast<std::uint64_t>(v);
             } else if (c == '\n') {
                 state_ = remaining_ == 0 ? Framing::trailers : Framing::data;
@@ -53,12 +48,23 @@ const policy::Provider* RequestBodyScan::feed(std::string_view bytes, bool* secr
             ++i;
             break;
         case Framing::trailers:
-            // Trailer fields are seen by the wire view; no payload follows.
             i = bytes.size();
             break;
         }
     }
-    return data_.empty() ? nullptr : payload_.feed(data_, secret_seen);
+    return data_;
+}
+
+const policy::Provider* RequestBodyScan::feed(std::string_view bytes, bool* secret_seen)
+{
+    if (const policy::Provider* p = wire_.feed(bytes, secret_seen))
+        return p;
+    if (!chunked_)
+        return nullptr;
+    // Trailer fields are seen by the wire view; the payload view sees a
+    // placeholder or secret split across chunks whole again.
+    std::string_view payload = chunks_.feed(bytes);
+    return payload.empty() ? nullptr : payload_.feed(payload, secret_seen);
 }
 
 } // namespace pinfold::proxy

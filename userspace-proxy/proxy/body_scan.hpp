@@ -15,6 +15,23 @@
 
 namespace pinfold::proxy {
 
+// The payload of a chunked body, framing removed. Precondition: the bytes
+// were accepted by the body's http::BodyDecoder (valid framing), in order;
+// only where data starts and ends matters here. Trailer fields are not
+// payload.
+class ChunkedPayload {
+public:
+    // This feed's payload bytes (valid until the next feed).
+    [[nodiscard]] std::string_view feed(std::string_view wire);
+
+private:
+    enum class Framing : std::uint8_t { size, extension, data, data_end, trailers };
+
+    Framing state_ = Framing::size;
+    std::uint64_t remaining_ = 0;   // of the current chunk (its size while in `size`)
+    std::string data_;
+};
+
 class RequestBodyScan {
 public:
     RequestBodyScan(const policy::CredentialSet& set, bool chunked) : wire_(set), payload_(set), chunked_(chunked) {}
@@ -24,14 +41,10 @@ public:
     [[nodiscard]] const policy::Provider* feed(std::string_view bytes, bool* secret_seen = nullptr);
 
 private:
-    enum class Framing : std::uint8_t { size, extension, data, data_end, trailers };
-
     policy::LeakScanner wire_;
     policy::LeakScanner payload_;
     bool chunked_;
-    Framing state_ = Framing::size;
-    std::uint64_t remaining_ = 0;   // of the current chunk (its size while in `size`)
-    std::string data_;              // this feed's payload bytes
+    ChunkedPayload chunks_;
 };
 
 } // namespace pinfold::proxy

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <optional>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -21,6 +22,7 @@
 #include "pinfold/socket_exemption.hpp"
 #include "http/parser.hpp"
 #include "request_gate.hpp"
+#include "response_guard.hpp"
 #include "body_splice.hpp"
 #include "splice_relay.hpp"
 #include "tls/client_hello.hpp"
@@ -172,6 +174,12 @@ struct Connection {
     // The exchange in progress.
     std::optional<http::BodyDecoder> request_body;
     std::optional<RequestBodyScan> request_scan;   // credentials in the request body (wire and de-chunked)
+    // A request the proxy injected a secret into: its response may not carry
+    // it back (response_guard.hpp). A chunked body is then re-framed from
+    // its payload, so the guard sees one view and chunk framing cannot
+    // split a secret past it.
+    std::optional<ResponseSecretGuard> response_guard;
+    std::optional<ChunkedPayload> response_chunks;
     std::optional<http::BodyDecoder> response_body;
     bool response_head_seen = false;
     bool response_until_close = false;
@@ -297,6 +305,8 @@ struct ProxyServer::State {
         return c.client_out.empty() && c.client_cipher_out.empty();
     }
     void reject(Connection& c, int status, const std::string& rule, const std::string& reason) noexcept;
+    void block_reflected_secret(Connection& c, const policy::Provider& provider) noexcept;
+    void deliver_guarded(Connection& c, std::string_view payload);
     bool connect_upstream(Connection& c, bool send_queued = false) noexcept;
     bool attach_pooled(Connection& c, int fd) noexcept;
     void release_upstream(Connection& c) noexcept;
@@ -681,6 +691,41 @@ void ProxyServer::State::reject(Connection& c, int status, const std::string& ru
     release_upstream(c);
 }
 
+void ProxyServer::State::block_reflected_secret(Connection& c, const policy::Provider& provider) noexcept
+{
+    try {
+        std::string reason = "the response carries the secret of provider '" + provider.name +
+                             "' (the server reflects it): not delivered";
+        c.record.verdict = "deny";
+        log()->warn("connection {}: {}", c.id, reason);
+        if (!c.response_sent_any) {
+            c.response_guard.reset();
+            c.response_chunks.reset();
+            reject(c, 502, c.record.rule, reason);   // keeps the deny verdict
+            return;
+        }
+        // Part of the body went out already (none of the secret): the rest
+        // never does, and the client sees a truncated response.
+        c.client_out.clear();
+        finish_record(c, c.record.status, reason);
+    } catch (...) {
+    }
+    c.response_guard.reset();
+    c.response_chunks.reset();
+    c.phase = Phase::closing;
+}
+
+void ProxyServer::State::deliver_guarded(Connection& c, std::string_view payload)
+{
+    if (payload.empty())
+        return;
+    if (c.response_chunks)
+        c.client_out += fmt::format("{:x}\r\n", payload.size());
+    c.client_out.append(payload);
+    if (c.response_chunks)
+        c.client_out += "\r\n";
+}
+
 // `send_queued`: upstream_out holds plain bytes (an allowed request) to
 // try sending at once, before any epoll round.
 bool ProxyServer::State::connect_upstream(Connection& c, bool send_queued) noexcept
@@ -1029,6 +1074,10 @@ bool ProxyServer::State::step_head(Connection& c) noexcept
     if (head.body != http::BodyKind::none)
         c.request_body.emplace(head.body, head.content_length);
     c.response_body.reset();
+    c.response_guard.reset();
+    c.response_chunks.reset();
+    if (!injected.injected.empty())
+        c.response_guard.emplace(*credentials, injected.injected);
     c.response_length_known = false;
     c.response_head_seen = false;
     c.response_head_scan = {};
@@ -1095,6 +1144,12 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
             reject(c, 502, c.record.rule, "upstream switched protocols without being asked");
             return true;
         }
+        if (c.response_guard) {
+            if (const auto* leaked = c.response_guard->head_leak(std::string_view(c.upstream_in).substr(0, used))) {
+                block_reflected_secret(c, *leaked);
+                return true;
+            }
+        }
         if (head.status >= 200 && !c.keep_alive && head.keep_alive) {
             std::string closing = close_delimited_head(std::string_view(c.upstream_in).substr(0, used));
             c.record.bytes_out += closing.size();
@@ -1118,6 +1173,8 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
             c.response_until_close = true;
         if (head.body != http::BodyKind::none)
             c.response_body.emplace(head.body, head.content_length);
+        if (c.response_guard && head.body == http::BodyKind::chunked)
+            c.response_chunks.emplace();
         c.response_length_known = head.body == http::BodyKind::content_length;
         c.response_left = c.response_length_known ? head.content_length : 0;
     }
@@ -1129,7 +1186,19 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
             c.phase = Phase::closing;
             return true;
         }
-        c.client_out.append(c.upstream_in, 0, *used);
+        if (c.response_guard) {
+            std::string_view wire(c.upstream_in.data(), *used);
+            std::string_view payload = c.response_chunks ? c.response_chunks->feed(wire) : wire;
+            const policy::Provider* leaked = nullptr;
+            auto deliverable = c.response_guard->feed(payload, &leaked);
+            if (!deliverable) {
+                block_reflected_secret(c, *leaked);
+                return true;
+            }
+            deliver_guarded(c, *deliverable);
+        } else {
+            c.client_out.append(c.upstream_in, 0, *used);
+        }
         c.upstream_in.erase(0, *used);
         c.record.bytes_out += *used;
         if (c.response_length_known)
@@ -1153,6 +1222,16 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
     }
     if (!response_done)
         return progress;
+    if (c.response_guard) {
+        // Nothing can complete a secret any more: the held tail goes, and a
+        // re-framed chunked body gets its last chunk (trailers are dropped:
+        // they were never scanned as payload).
+        deliver_guarded(c, c.response_guard->finish());
+        if (c.response_chunks)
+            c.client_out += "0\r\n\r\n";
+        c.response_guard.reset();
+        c.response_chunks.reset();
+    }
     finish_record(c, c.record.status, "");
     c.retry_request.clear();
     if (c.upstream_key) {
@@ -1185,13 +1264,9 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
         return true;
     }
     if (c.upstream_eof) {
-        ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.upstream, nullptr);
-        ::close(c.upstream);
-        c.upstream = -1;
-        ++c.upstream_generation;
-        c.upstream_mask = 0;
         c.upstream_tls.reset();
         c.upstream_cipher_out.clear();
+        release_upstream(c);   // closed: an upstream that said EOF is never clean
     }
     c.phase = Phase::head;
     return true;
@@ -1226,7 +1301,7 @@ int ProxyServer::State::splice_response_body(Connection& c, bool request_done) n
         // Only plain bytes both ways: an intercepted session's body must be
         // decrypted and re-encrypted, so it stays in the buffered path.
         if (!c.response_head_seen || !c.response_length_known || !c.response_body || c.response_body->done() ||
-            c.response_left < splice_threshold || !c.upstream_in.empty() || !c.client_out.empty() ||
+            c.response_left < splice_threshold || c.response_guard || !c.upstream_in.empty() || !c.client_out.empty() ||
             !request_done || c.client_tls || c.upstream_tls || c.upstream_connecting || c.upstream < 0)
             return -1;
         if (!start_body_splice(c, false, c.response_left))
