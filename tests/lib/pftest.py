@@ -232,18 +232,25 @@ class RawOrigin:
         raise NotImplementedError
 
     @staticmethod
-    def read_head(f):
+    def read_head_fields(f):
         """Reads one head from the buffered reader F: (its first line, its
-        Content-Length or 0); the first line is b"" at end of stream."""
+        fields as {lowercase name: value}, str); the first line is b"" at end
+        of stream."""
         line = f.readline()
-        length = 0
+        fields = {}
         while line:
             h = f.readline()
             if h in (b"\r\n", b""):
                 break
-            if h.lower().startswith(b"content-length:"):
-                length = int(h.split(b":")[1])
-        return line, length
+            name, _, value = h.decode("latin-1").partition(":")
+            fields[name.strip().lower()] = value.strip()
+        return line, fields
+
+    @staticmethod
+    def read_head(f):
+        """(first line, Content-Length or 0) of the next head from F."""
+        line, fields = RawOrigin.read_head_fields(f)
+        return line, int(fields.get("content-length", "0"))
 
     def close(self):
         self.stop.set()

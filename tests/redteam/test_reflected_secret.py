@@ -30,19 +30,13 @@ class ReflectingOrigin(pftest.RawOrigin):
     def serve(self, conn):
         f = conn.makefile("rb")
         while True:
-            line = f.readline()
+            line, fields = self.read_head_fields(f)
             if not line:
                 return
             path = line.split(b" ")[1].decode()
-            auth = b""
-            while True:
-                h = f.readline()
-                if h in (b"\r\n", b""):
-                    break
-                if h.lower().startswith(b"authorization:"):
-                    auth = h.split(b":", 1)[1].strip()
-            self.auth_seen.append(auth.decode())
-            conn.sendall(self.answer(path.rsplit("/", 1)[1], auth))
+            auth = fields.get("authorization", "")
+            self.auth_seen.append(auth)
+            conn.sendall(self.answer(path.rsplit("/", 1)[1], auth.encode("latin-1")))
             if path.endswith("/close"):
                 return
 

@@ -43,16 +43,9 @@ class ScriptedOrigin(pftest.RawOrigin):
         f = conn.makefile("rb")
         index = 0
         while True:
-            line = f.readline()
+            line, headers = self.read_head_fields(f)
             if not line:
                 return
-            headers = {}
-            while True:
-                h = f.readline()
-                if h in (b"\r\n", b""):
-                    break
-                name, _, value = h.decode("latin-1").partition(":")
-                headers[name.strip().lower()] = value.strip()
             length = int(headers.get("content-length", "0"))
             if length:
                 f.read(length)
