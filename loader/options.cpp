@@ -165,9 +165,8 @@ Result<Command> parse_run(std::vector<std::string> args)
     static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error", "off"};
     if (std::find(levels.begin(), levels.end(), o.log_level) == levels.end())
         return fail("pinfold run: --log-level '" + o.log_level + "' is not one of trace|debug|info|warn|error|off");
-    if (o.busy_poll_us < 0 || o.busy_poll_us > max_busy_poll_us)
-        return fail("pinfold run: --busy-poll-us " + std::to_string(o.busy_poll_us) + " is not in 0.." +
-                    std::to_string(max_busy_poll_us));
+    if (auto r = check_busy_poll_us(o.busy_poll_us, "pinfold run"); !r)
+        return std::unexpected(r.error());
     if (auto r = check_sandbox_flags(o.sandbox); !r)
         return std::unexpected(r.error());
     for (const auto& host : o.hosts) {

@@ -44,9 +44,8 @@ Result<ProxyOptions> parse_proxy_options(const std::vector<std::string>& args)
     } catch (const po::error& e) {
         return fail(std::string("pinfold-proxy: ") + e.what());
     }
-    if (o.busy_poll_us < 0 || o.busy_poll_us > max_busy_poll_us)
-        return fail("pinfold-proxy: --busy-poll-us " + std::to_string(o.busy_poll_us) + " is not in 0.." +
-                    std::to_string(max_busy_poll_us));
+    if (auto r = check_busy_poll_us(o.busy_poll_us, "pinfold-proxy"); !r)
+        return std::unexpected(r.error());
     if ((o.origin_map_fd >= 0) == (o.handover_fd >= 0))
         return fail("pinfold-proxy: exactly one of --origin-map-fd and --handover-fd is needed");
     return o;
