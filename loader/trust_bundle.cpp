@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "pinfold/unique_fd.hpp"
 #include "write_all.hpp"
 
 namespace pinfold::loader {
@@ -25,15 +26,12 @@ Result<void> write_file(const std::string& path, const std::string& text, WriteM
     // (between create and fill only pinfold's own user can write the
     // directory, and no command of the run has started yet).
     int flags = mode == WriteMode::create ? O_CREAT | O_EXCL : mode == WriteMode::fill ? O_TRUNC : O_APPEND;
-    int fd = ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | flags, 0644);
-    if (fd < 0)
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | flags, 0644));
+    if (fd.get() < 0)
         return fail_errno(mode == WriteMode::create ? "create " + path : "write " + path);
-    if (auto written = write_all(fd, text.data(), text.size(), path); !written) {
-        ::close(fd);
+    if (auto written = write_all(fd.get(), text.data(), text.size(), path); !written)
         return written;
-    }
-    ::fchmod(fd, 0644);   // not narrowed by the umask: the sandbox's uid reads it
-    ::close(fd);
+    ::fchmod(fd.get(), 0644);   // not narrowed by the umask: the sandbox's uid reads it
     return {};
 }
 
