@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "policy/credentials.hpp"
@@ -36,13 +37,29 @@ CredentialSet bearer_set()
                   "  placeholder: \"Bearer __GITHUB_TOKEN__\"\n");
 }
 
+// What one feed releases, or nullopt when it finds the secret.
+std::optional<std::string> release_now(ResponseSecretGuard& guard, std::string_view payload, const Provider** leaked)
+{
+    std::string out;
+    if (!guard.feed(payload, out, leaked))
+        return std::nullopt;
+    return out;
+}
+
+std::string rest(ResponseSecretGuard& guard)
+{
+    std::string out;
+    guard.finish(out);
+    return out;
+}
+
 // Feeds `body` split at `a` and `b`; returns what was released, or "LEAK".
 std::string through(ResponseSecretGuard& guard, const std::string& body, std::size_t a, std::size_t b)
 {
     std::string out;
     for (auto [from, to] : {std::pair{std::size_t{0}, a}, std::pair{a, b}, std::pair{b, body.size()}}) {
         const Provider* leaked = nullptr;
-        auto part = guard.feed(std::string_view(body).substr(from, to - from), &leaked);
+        auto part = release_now(guard, std::string_view(body).substr(from, to - from), &leaked);
         if (!part) {
             CHECK(leaked);
             CHECK(leaked->name == "github");
@@ -51,7 +68,7 @@ std::string through(ResponseSecretGuard& guard, const std::string& body, std::si
         // Never a byte of the secret's start while it could still complete.
         out += *part;
     }
-    return out + guard.finish();
+    return out + rest(guard);
 }
 
 } // namespace
@@ -68,7 +85,7 @@ TEST_CASE("response guard: a reflected secret is caught at every split, and noth
             bool caught = false;
             for (auto [from, to] : {std::pair{std::size_t{0}, a}, std::pair{a, b}, std::pair{b, body.size()}}) {
                 const Provider* leaked = nullptr;
-                auto part = guard.feed(std::string_view(body).substr(from, to - from), &leaked);
+                auto part = release_now(guard, std::string_view(body).substr(from, to - from), &leaked);
                 if (!part) {
                     caught = true;
                     break;
@@ -100,10 +117,10 @@ TEST_CASE("response guard: only the tail that could start a secret waits")
     CredentialSet set = bearer_set();
     ResponseSecretGuard guard(set, {"github"});
     const Provider* leaked = nullptr;
-    CHECK(*guard.feed("streamed line\n", &leaked) == "streamed line\n");   // nothing held
-    CHECK(*guard.feed("next gh", &leaked) == "next ");                     // "gh" may be the start
-    CHECK(*guard.feed("x", &leaked) == "ghx");                             // it was not
-    CHECK(guard.finish().empty());
+    CHECK(*release_now(guard, "streamed line\n", &leaked) == "streamed line\n");   // nothing held
+    CHECK(*release_now(guard, "next gh", &leaked) == "next ");                     // "gh" may be the start
+    CHECK(*release_now(guard, "x", &leaked) == "ghx");                             // it was not
+    CHECK(rest(guard).empty());
 }
 
 TEST_CASE("response guard: the head is checked whole; a provider not injected is not looked for")
@@ -116,7 +133,7 @@ TEST_CASE("response guard: the head is checked whole; a provider not injected is
     ResponseSecretGuard none(set, {});
     CHECK_FALSE(none.head_leak(head));
     const Provider* leaked = nullptr;
-    CHECK(none.feed(head, &leaked));
+    CHECK(release_now(none, head, &leaked));
 }
 
 TEST_CASE("response guard: Basic auth is caught in its encoded header value too")

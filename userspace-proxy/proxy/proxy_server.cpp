@@ -306,7 +306,7 @@ struct ProxyServer::State {
     }
     void reject(Connection& c, int status, const std::string& rule, const std::string& reason) noexcept;
     void block_reflected_secret(Connection& c, const policy::Provider& provider) noexcept;
-    void deliver_guarded(Connection& c, std::string_view payload);
+    void deliver_chunk(Connection& c, std::string_view payload);
     bool connect_upstream(Connection& c, bool send_queued = false) noexcept;
     bool attach_pooled(Connection& c, int fd) noexcept;
     void release_upstream(Connection& c) noexcept;
@@ -698,9 +698,9 @@ void ProxyServer::State::block_reflected_secret(Connection& c, const policy::Pro
                              "' (the server reflects it): not delivered";
         c.record.verdict = "deny";
         log()->warn("connection {}: {}", c.id, reason);
+        c.response_guard.reset();
+        c.response_chunks.reset();
         if (!c.response_sent_any) {
-            c.response_guard.reset();
-            c.response_chunks.reset();
             reject(c, 502, c.record.rule, reason);   // keeps the deny verdict
             return;
         }
@@ -710,20 +710,16 @@ void ProxyServer::State::block_reflected_secret(Connection& c, const policy::Pro
         finish_record(c, c.record.status, reason);
     } catch (...) {
     }
-    c.response_guard.reset();
-    c.response_chunks.reset();
     c.phase = Phase::closing;
 }
 
-void ProxyServer::State::deliver_guarded(Connection& c, std::string_view payload)
+void ProxyServer::State::deliver_chunk(Connection& c, std::string_view payload)
 {
     if (payload.empty())
-        return;
-    if (c.response_chunks)
-        c.client_out += fmt::format("{:x}\r\n", payload.size());
+        return;   // an empty chunk would end the body
+    c.client_out += fmt::format("{:x}\r\n", payload.size());
     c.client_out.append(payload);
-    if (c.response_chunks)
-        c.client_out += "\r\n";
+    c.client_out += "\r\n";
 }
 
 // `send_queued`: upstream_out holds plain bytes (an allowed request) to
@@ -1190,12 +1186,19 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
             std::string_view wire(c.upstream_in.data(), *used);
             std::string_view payload = c.response_chunks ? c.response_chunks->feed(wire) : wire;
             const policy::Provider* leaked = nullptr;
-            auto deliverable = c.response_guard->feed(payload, &leaked);
-            if (!deliverable) {
+            bool clean;
+            if (c.response_chunks) {
+                // Re-framed: the released bytes become one chunk.
+                std::string released;
+                clean = c.response_guard->feed(payload, released, &leaked);
+                deliver_chunk(c, released);
+            } else {
+                clean = c.response_guard->feed(payload, c.client_out, &leaked);
+            }
+            if (!clean) {
                 block_reflected_secret(c, *leaked);
                 return true;
             }
-            deliver_guarded(c, *deliverable);
         } else {
             c.client_out.append(c.upstream_in, 0, *used);
         }
@@ -1226,9 +1229,14 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
         // Nothing can complete a secret any more: the held tail goes, and a
         // re-framed chunked body gets its last chunk (trailers are dropped:
         // they were never scanned as payload).
-        deliver_guarded(c, c.response_guard->finish());
-        if (c.response_chunks)
+        if (c.response_chunks) {
+            std::string released;
+            c.response_guard->finish(released);
+            deliver_chunk(c, released);
             c.client_out += "0\r\n\r\n";
+        } else {
+            c.response_guard->finish(c.client_out);
+        }
         c.response_guard.reset();
         c.response_chunks.reset();
     }

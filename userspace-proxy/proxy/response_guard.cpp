@@ -1,7 +1,6 @@
 #include "response_guard.hpp"
 
 #include <algorithm>
-#include <utility>
 
 namespace pinfold::proxy {
 
@@ -17,6 +16,7 @@ ResponseSecretGuard::ResponseSecretGuard(const policy::CredentialSet& set, const
                                    bytes->find(p->secret) != std::string::npos))
                 continue;
             needles_.push_back(Needle{*bytes, p});
+            longest_ = std::max(longest_, bytes->size());
         }
     }
 }
@@ -30,35 +30,55 @@ const policy::Provider* ResponseSecretGuard::head_leak(std::string_view head) co
     return nullptr;
 }
 
-std::optional<std::string> ResponseSecretGuard::feed(std::string_view payload, const policy::Provider** leaked)
+bool ResponseSecretGuard::feed(std::string_view payload, std::string& out, const policy::Provider** leaked)
 {
-    held_.append(payload);
-    std::string_view window = held_;
-    std::size_t hold = 0;
+    if (needles_.empty()) {
+        out.append(payload);
+        return true;
+    }
+    // A needle lies inside the payload, or across the held tail and the
+    // payload's first longest_-1 bytes (the seam); nowhere else is new.
+    std::string seam = held_;
+    seam.append(payload.substr(0, std::min(payload.size(), longest_ - 1)));
     for (const auto& n : needles_) {
-        if (window.find(n.bytes) != std::string_view::npos) {
+        if (payload.find(n.bytes) != std::string_view::npos || seam.find(n.bytes) != std::string::npos) {
             if (leaked)
                 *leaked = n.provider;
-            return std::nullopt;
+            return false;
         }
-        // The longest tail that is a proper prefix of this needle: it may
-        // become the needle with the next bytes, so it waits for them.
+    }
+    // The longest tail of everything seen that is a proper prefix of a
+    // needle: it may become the needle with the next bytes, so it waits.
+    std::string_view tail = payload.size() >= longest_ - 1 ? payload.substr(payload.size() - (longest_ - 1))
+                                                           : std::string_view(seam);
+    std::size_t hold = 0;
+    for (const auto& n : needles_) {
         std::string_view needle = n.bytes;
-        for (std::size_t k = std::min(window.size(), needle.size() - 1); k > hold; --k) {
-            if (window.substr(window.size() - k) == needle.substr(0, k)) {
+        for (std::size_t k = std::min(tail.size(), needle.size() - 1); k > hold; --k) {
+            if (tail.substr(tail.size() - k) == needle.substr(0, k)) {
                 hold = k;
                 break;
             }
         }
     }
-    std::string out = held_.substr(0, held_.size() - hold);
-    held_.erase(0, held_.size() - hold);
-    return out;
+    if (hold <= payload.size()) {
+        out.append(held_);
+        out.append(payload.substr(0, payload.size() - hold));
+        held_.assign(payload.substr(payload.size() - hold));
+    } else {
+        // The held tail grows: only what falls off its front goes out.
+        std::size_t keep_of_held = hold - payload.size();
+        out.append(held_, 0, held_.size() - keep_of_held);
+        held_.erase(0, held_.size() - keep_of_held);
+        held_.append(payload);
+    }
+    return true;
 }
 
-std::string ResponseSecretGuard::finish()
+void ResponseSecretGuard::finish(std::string& out)
 {
-    return std::exchange(held_, {});
+    out.append(held_);
+    held_.clear();
 }
 
 } // namespace pinfold::proxy

@@ -8,7 +8,6 @@
 // only while its last bytes look like one. Pure: unit-tested at every
 // split.
 
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,14 +25,16 @@ public:
     // The provider whose secret is in a complete head, or nullptr.
     [[nodiscard]] const policy::Provider* head_leak(std::string_view head) const;
 
-    // Body payload in order. Returns the bytes that may be delivered now,
-    // or nullopt once a secret is complete in what was seen (`*leaked`
-    // names its provider): nothing of it has been delivered.
-    [[nodiscard]] std::optional<std::string> feed(std::string_view payload, const policy::Provider** leaked);
+    // Body payload in order. Appends to `out` the bytes that may be
+    // delivered now (held-back ones first) and returns true; or returns
+    // false, `out` untouched and `*leaked` naming the provider, once a
+    // secret is complete in what was seen: nothing of it was released.
+    // The payload is copied once, into `out`.
+    [[nodiscard]] bool feed(std::string_view payload, std::string& out, const policy::Provider** leaked);
 
-    // The body ended: what is still held back (it can no longer complete a
-    // secret).
-    [[nodiscard]] std::string finish();
+    // The body ended: appends what is still held back (it can no longer
+    // complete a secret).
+    void finish(std::string& out);
 
 private:
     struct Needle {
@@ -41,7 +42,8 @@ private:
         const policy::Provider* provider;
     };
     std::vector<Needle> needles_;
-    std::string held_;
+    std::size_t longest_ = 0;   // of the needles
+    std::string held_;          // a proper prefix of some needle, never released yet
 };
 
 } // namespace pinfold::proxy
