@@ -19,6 +19,7 @@ import os
 import platform
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -39,6 +40,8 @@ BUSY_POLL = "pinfold-busy-poll"
 BUSY_POLL_FLAG = f"--busy-poll-us {BUSY_POLL_US}"
 # 100 MiB transfers per contender in each round of the bulk section.
 BULK_PER_ROUND = 3
+# bench/relay_probe: pinfold's SpliceRelay alone, and a sockmap redirect.
+RELAY_MODES = ("splice", "sockmap")
 # Clients inside a sandbox see the system's files, not necessarily this
 # interpreter's (pyenv under /root is not readable there).
 SANDBOX_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -552,6 +555,57 @@ class Bench:
         log("HTTP 100 MiB: " + ", ".join(f"{w} {median(v):.0f} ms" for w, v in self.results["http100m"].items()))
         log("HTTPS 100 MiB: " + ", ".join(f"{w} {median(v):.0f} ms" for w, v in self.results["https100m"].items()))
 
+    # -- what a kernel-side relay would save: bench/relay_probe, not pinfold
+    def start_relay_probe(self, mode, origin_port):
+        proc = spawn([os.path.join(self.args.bin_dir, "relay_probe"), mode, str(origin_port)],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline().strip() if ready else ""
+        if not line.isdigit():
+            stop(proc)
+            raise RuntimeError(f"relay_probe {mode}: {line or 'no port'} {proc.stderr.read()[-300:]}")
+        return proc, int(line)
+
+    @staticmethod
+    def busy_jiffies():
+        """CPU time the whole machine spent busy, in USER_HZ ticks: the
+        kernel's relay work (softirq, kworker) is charged to nobody's
+        process, so the probe's own CPU time would flatter the sockmap."""
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+        return sum(ticks) - ticks[3] - ticks[4]   # less idle and iowait
+
+    def bench_relay(self):
+        probes = {}
+        try:
+            for mode in RELAY_MODES:
+                probes[(mode, False)] = self.start_relay_probe(mode, self.nginx.http)
+                probes[(mode, True)] = self.start_relay_probe(mode, self.nginx.https)
+            hz = os.sysconf("SC_CLK_TCK")
+            busy = {}   # key -> [ticks, transfers]
+            n = BULK_PER_ROUND
+            for _ in range(self.args.runs):
+                for tls, key in ((False, "relay_http"), (True, "relay_https")):
+                    cases = {"direct": self.nginx.url("/100m", tls=tls)}
+                    for mode in RELAY_MODES:
+                        scheme = "https://localhost" if tls else "http://127.0.0.1"
+                        cases[mode] = f"{scheme}:{probes[(mode, tls)][1]}/100m"
+                    for who, url in cases.items():
+                        before = self.busy_jiffies()
+                        done = len(self.results.get(key, {}).get(who, []))
+                        self.parse_times(key, who, run(self.curl_loop(url, n), 600, check=False))
+                        acc = busy.setdefault((key, who), [0, 0])
+                        acc[0] += self.busy_jiffies() - before
+                        acc[1] += len(self.results.get(key, {}).get(who, [])) - done
+            for (key, who), (ticks, transfers) in busy.items():
+                if transfers:
+                    self.add(f"{key}_cpu", who, ticks * 1e3 / hz / transfers)
+        finally:
+            for proc, _ in probes.values():
+                stop(proc)
+        for key in ("relay_http", "relay_https"):
+            log(f"{key}: " + ", ".join(f"{w} {median(v):.0f} ms" for w, v in self.results.get(key, {}).items()))
+
     # -- HTTPS interception
     def bench_intercept(self):
         self.mitm = Mitmproxy(self.tmp, self.nginx.https)
@@ -768,6 +822,14 @@ class Bench:
             row(f"HTTP 1 KiB keep-alive p99, c={c}", f"ka{c}_p99", ms, busy(f"ka{c}_p99", ms))
         row("HTTP 100 MiB transfer time", "http100m", ms)
         row("HTTPS 100 MiB pass-through time", "https100m", ms)
+        cpu = lambda v: f"{v:.0f} ms"
+        for key, label in (("relay_http", "HTTP 100 MiB"), ("relay_https", "HTTPS 100 MiB")):
+            if key in R:
+                probes = "; ".join(f"{w} relay {cell(key, w, ms)}, machine CPU {cell(key + '_cpu', w, cpu)}"
+                                   for w in RELAY_MODES)
+                rows.append(f"| {label}, bare relay (bench/relay_probe, not pinfold), machine CPU per transfer "
+                            f"| {cell(key, 'direct', ms)}, CPU {cell(key + '_cpu', 'direct', cpu)} | — | — | — "
+                            f"| {probes} |")
         row("HTTPS 1 KiB keep-alive req/s (interception), c=50", "tls_ka", rps,
             "mitmproxy " + cell("tls_ka", "mitmproxy", rps))
         row("HTTPS new handshakes/s (interception, warm leaf cache), c=50", "tls_hs", rps,
@@ -838,7 +900,7 @@ def main():
     ap.add_argument("--conn-count", type=int, default=2000, help="connections per new-connection run")
     ap.add_argument("--idle-conns", type=int, default=1000)
     ap.add_argument("--only", type=lambda s: s.split(","), default=None,
-                    help="comma list of: start,newconn,keepalive,bulk,intercept,policy,rss")
+                    help="comma list of: start,newconn,keepalive,bulk,relay,intercept,policy,rss")
     ap.add_argument("--quick", action="store_true", help="3 runs of 2 s: a smoke test, not a result")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--label", help="what the binaries are, when not this checkout's build (default: git describe)")
@@ -863,7 +925,8 @@ def main():
     t0 = time.monotonic()
     try:
         sections = [("policy", b.bench_policy), ("start", b.bench_start), ("newconn", b.bench_newconn),
-                    ("keepalive", b.bench_keepalive), ("bulk", b.bench_bulk), ("intercept", b.bench_intercept),
+                    ("keepalive", b.bench_keepalive), ("bulk", b.bench_bulk), ("relay", b.bench_relay),
+                    ("intercept", b.bench_intercept),
                     ("rss", b.bench_rss)]
         for name, fn in sections:
             if b.want(name):

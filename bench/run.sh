@@ -13,7 +13,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 build_dir=${PINFOLD_BUILD_DIR:-build-bench}
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPINFOLD_BENCH=ON >/dev/null
-cmake --build "$build_dir" -j "$(nproc)" --target pinfold pinfold-proxy policy_bench conn_latency >/dev/null
+cmake --build "$build_dir" -j "$(nproc)" --target pinfold pinfold-proxy policy_bench conn_latency relay_probe >/dev/null
 # srt comes from npm, pinned by bench/srt/package-lock.json; without it the
 # table says why instead of a figure.
 if [[ ! -x bench/srt/node_modules/.bin/srt ]]; then
