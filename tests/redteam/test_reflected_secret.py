@@ -6,7 +6,10 @@ a Content-Length body, a chunked body with the secret cut into 3-byte
 chunks, a close-delimited body, and after 300 KiB of a large body (which
 the proxy would otherwise splice unseen): the secret must never reach the
 sandbox, and each response is audited as denied. Bodies that only look like
-the secret's start (or are large and clean) arrive whole."""
+the secret's start (or are large and clean) arrive whole. A reflection
+compressed with gzip would hide the secret from any byte search: the proxy
+asks for identity on such requests, and refuses a coded answer."""
+import gzip
 import hashlib
 import os
 import sys
@@ -69,6 +72,37 @@ class ReflectingOrigin(pftest.RawOrigin):
         return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 
 
+class EncodingOrigin(pftest.RawOrigin):
+    """Echoes the Authorization header in a gzip body: when asked for gzip
+    (`honest`), always (`always`), or as a gzip transfer coding (`te`);
+    records the Accept-Encoding of each request by path."""
+
+    def __init__(self):
+        self.accept_seen = {}
+        super().__init__()
+
+    def serve(self, conn):
+        f = conn.makefile("rb")
+        while True:
+            line, fields = self.read_head_fields(f)
+            if not line:
+                return
+            path = line.split(b" ")[1].decode()
+            shape = path.rsplit("/", 1)[1]
+            accept = fields.get("accept-encoding", "")
+            self.accept_seen[path] = accept
+            echo = b'{"authorization": "' + fields.get("authorization", "none").encode("latin-1") + b'"}\n'
+            if shape == "te":
+                packed = gzip.compress(echo)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" +
+                             b"%x\r\n" % len(packed) + packed + b"\r\n0\r\n\r\n")
+                continue
+            coded = shape == "always" or "gzip" in accept
+            body = gzip.compress(echo) if coded else echo
+            conn.sendall(b"HTTP/1.1 200 OK\r\n" + (b"Content-Encoding: gzip\r\n" if coded else b"") +
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
 class ReflectedSecret(pftest.PinfoldTestCase):
     def test_a_reflected_secret_never_reaches_the_sandbox(self):
         secret = credtest.use_new_secret(self)
@@ -117,6 +151,55 @@ class ReflectedSecret(pftest.PinfoldTestCase):
             self.assertIn("carries the secret of provider 'github'", rec["reason"], rec)
         allowed = r.audit_where(event="http", verdict="allow", rule="echo-api")
         self.assertEqual(sorted(a["path"].rsplit("/", 1)[1] for a in allowed), ["clean-large", "lookalike"], r.audit)
+        self.assertNotIn(secret, repr(r.audit))
+
+    def test_a_compressed_reflection_is_not_delivered(self):
+        secret = credtest.use_new_secret(self)
+        provider = credtest.write_provider(self.tmp)
+        origin = EncodingOrigin()
+        self.servers.append(origin)
+        policy = self.write_policy(f"""
+            name: reflect-gzip
+            rules:
+              - name: echo-api
+                endpoint: http://127.0.0.1:{origin.port}/echo/*
+                credentials: [github]
+              - name: open
+                endpoint: http://127.0.0.1:{origin.port}/open/*
+        """)
+        # curl --compressed asks for gzip and unpacks what comes: a secret
+        # inside a gzip body would be printed in clear.
+        script = "".join(
+            f"""rm -f body; touch body; s=$(curl -sS --compressed --max-time 10 -o body -w '%{{http_code}}' """
+            f"""{auth} http://127.0.0.1:{origin.port}/{path}); e=$?; echo "== {path} $s $e $(tr '\n' ' ' < body)"; """
+            for path, auth in (("echo/honest", '-H "Authorization: Bearer $GITHUB_TOKEN"'),
+                               ("echo/always", '-H "Authorization: Bearer $GITHUB_TOKEN"'),
+                               ("echo/te", '-H "Authorization: Bearer $GITHUB_TOKEN"'),
+                               ("open/always", "")))
+        r = self.pinfold(policy, ["sh", "-c", f"cd $(mktemp -d) && {script}"], extra=["--provider", provider])
+        self.assertNotIn(secret, r.stdout + r.stderr)
+        self.assertNotIn(secret[:-1], r.stdout)
+        # path -> [status, curl exit, body]
+        results = {line.split(" ")[1]: line.split(" ", 4)[2:] for line in r.stdout.splitlines()
+                   if line.startswith("== ")}
+        # Requests that carried the secret asked for the body as is; the
+        # one without a secret kept what curl asked for.
+        self.assertEqual({k: v for k, v in origin.accept_seen.items() if k.startswith("/echo/")},
+                         {"/echo/honest": "identity", "/echo/always": "identity", "/echo/te": "identity"},
+                         origin.accept_seen)
+        self.assertIn("gzip", origin.accept_seen["/open/always"], origin.accept_seen)
+        # Caught in the plain body it asked for: refused, or cut short.
+        self.assertTrue(results["echo/honest"][0] == "502" or results["echo/honest"][1] != "0", r.stdout)
+        self.assertEqual(results["echo/always"][:2], ["502", "0"], r.stdout)
+        self.assertEqual(results["echo/te"][:2], ["502", "0"], r.stdout)
+        self.assertEqual(results["open/always"], ["200", "0", '{"authorization": "none"} '], r.stdout)
+
+        denied = {a["path"].rsplit("/", 1)[1]: a["reason"] for a in r.audit_where(event="http", verdict="deny")}
+        self.assertEqual(set(denied), {"honest", "always", "te"}, r.audit)
+        self.assertIn("carries the secret of provider 'github'", denied["honest"])
+        self.assertIn("is encoded (Content-Encoding: gzip", denied["always"])
+        self.assertIn("is encoded (Transfer-Encoding: gzip", denied["te"])
+        self.assertEqual(len(r.audit_where(event="http", verdict="allow", rule="open")), 1, r.audit)
         self.assertNotIn(secret, repr(r.audit))
 
 

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "credential_setup.hpp"
+#include "http/syntax.hpp"
 #include "policy/credentials.hpp"
 #include "policy/policy.hpp"
 #include "proxy/credential_gate.hpp"
@@ -135,6 +136,29 @@ TEST_CASE("credential set: serialises to the proxy and back")
     CHECK(back->providers()[0].header_value == std::string("Bearer ") + secret);
     CHECK(back->providers()[0].token == "__GITHUB_TOKEN__");
     CHECK_FALSE(CredentialSet::parse("5:abc\n"));
+}
+
+TEST_CASE("binding: a request that gets the secret asks for an uncompressed response; others are left alone")
+{
+    CredentialSet set = github_set();
+    std::vector<std::string> bound{"github"};
+    auto count = [](const http::RequestHead& h, std::string_view value) {
+        std::size_t n = 0;
+        for (const auto& header : h.headers)
+            if (http::syntax::iequals(header.name, "accept-encoding")) {
+                CHECK(header.value == value);
+                ++n;
+            }
+        return n;
+    };
+    auto injected = head_with({{"Authorization", "Bearer __GITHUB_TOKEN__"}, {"accept-encoding", "gzip, br"},
+                               {"Accept-Encoding", "zstd"}});
+    REQUIRE(proxy::apply_credentials(set, &bound, injected, "/repos").injected.size() == 1);
+    CHECK(count(injected, "identity") == 1);
+
+    auto plain = head_with({{"Accept-Encoding", "gzip"}});
+    CHECK(proxy::apply_credentials(set, &bound, plain, "/repos").injected.empty());
+    CHECK(count(plain, "gzip") == 1);
 }
 
 TEST_CASE("binding: the placeholder is replaced only in the bound header of an allowed request")
@@ -299,9 +323,10 @@ TEST_CASE("host-side service: the proxy adds its token to allowed requests for i
     auto head = head_with({{"authorization", "Bearer forged"}, {"Accept", "*/*"}});
     auto r = proxy::apply_credentials(set, &none, head, "/notes", "notes");
     CHECK(r.allowed);
-    REQUIRE(head.headers.size() == 2);
+    REQUIRE(head.headers.size() == 3);
     CHECK(head.headers[1].value == service.header_value);
     CHECK(head.headers[0].name == "Accept");
+    CHECK(head.headers[2].value == "identity");   // its answer is guarded like any other
 
     auto other = head_with({});
     CHECK(proxy::apply_credentials(set, &none, other, "/notes", "elsewhere").allowed);

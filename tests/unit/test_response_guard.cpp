@@ -136,6 +136,25 @@ TEST_CASE("response guard: the head is checked whole; a provider not injected is
     CHECK(release_now(none, head, &leaked));
 }
 
+TEST_CASE("response guard: a coding it cannot read through is named; identity and chunked are not")
+{
+    auto coding = [](const char* fields) {
+        return ResponseSecretGuard::unreadable_coding(std::string("HTTP/1.1 200 OK\r\n") + fields + "\r\n");
+    };
+    CHECK(coding("Content-Encoding: gzip\r\n") == "Content-Encoding: gzip");
+    CHECK(coding("content-encoding:  identity , br\r\n") == "Content-Encoding: br");
+    CHECK(coding("X-A: 1\r\nTransfer-Encoding: gzip, chunked\r\n") == "Transfer-Encoding: gzip");
+    CHECK(coding("Transfer-Encoding: chunked\r\nContent-Encoding: identity\r\n").empty());
+    CHECK(coding("Content-Length: 3\r\n").empty());
+    CHECK(coding("X-Content-Encoding: gzip\r\n").empty());
+    // Bare LF line ends are read the same way.
+    CHECK(ResponseSecretGuard::unreadable_coding("HTTP/1.1 200 OK\nContent-Encoding: deflate\n\n") ==
+          "Content-Encoding: deflate");
+
+    CredentialSet set = bearer_set();
+    CHECK(ResponseSecretGuard(set, {"github"}).provider_names() == "'github'");
+}
+
 TEST_CASE("response guard: Basic auth is caught in its encoded header value too")
 {
     CredentialSet set = set_of("type: basic\nconfig:\n  username: x-access-token\n  password_template: \"{{GITHUB_TOKEN}}\"\n"

@@ -107,6 +107,13 @@ CredentialOutcome apply_credentials(const policy::CredentialSet& set, const std:
         head.headers.push_back({p.header, p.header_value});
         out.injected.push_back(p.name);
     }
+    // The response is searched for the secret before delivery
+    // (response_guard.hpp); a compressed one would hide it, so the server is
+    // asked for the body as is.
+    if (!out.injected.empty()) {
+        std::erase_if(head.headers, [](const http::Header& h) { return same_name(h.name, "Accept-Encoding"); });
+        head.headers.push_back({"Accept-Encoding", "identity"});
+    }
     return out;
 }
 

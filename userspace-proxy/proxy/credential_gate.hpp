@@ -24,7 +24,9 @@ struct CredentialOutcome {
 // the request was not allowed (then nothing is injected, only checked).
 // `head` is changed only when the outcome allows. `host` (the decided Host,
 // lowercase) selects host-side services: an allowed request to one gets its
-// header from the proxy, whatever the sandbox sent in that header.
+// header from the proxy, whatever the sandbox sent in that header. A request
+// that got a secret asks for `Accept-Encoding: identity`, so that the
+// response guard can read what comes back.
 [[nodiscard]] CredentialOutcome apply_credentials(const policy::CredentialSet& set,
                                                   const std::vector<std::string>* bound, http::RequestHead& head,
                                                   std::string_view upstream_target, std::string_view host = {});

@@ -306,6 +306,7 @@ struct ProxyServer::State {
     }
     void reject(Connection& c, int status, const std::string& rule, const std::string& reason) noexcept;
     void block_reflected_secret(Connection& c, const policy::Provider& provider) noexcept;
+    void block_guarded_response(Connection& c, const std::string& reason) noexcept;
     void deliver_chunk(Connection& c, std::string_view payload);
     bool connect_upstream(Connection& c, bool send_queued = false) noexcept;
     bool attach_pooled(Connection& c, int fd) noexcept;
@@ -694,8 +695,19 @@ void ProxyServer::State::reject(Connection& c, int status, const std::string& ru
 void ProxyServer::State::block_reflected_secret(Connection& c, const policy::Provider& provider) noexcept
 {
     try {
-        std::string reason = "the response carries the secret of provider '" + provider.name +
-                             "' (the server reflects it): not delivered";
+        block_guarded_response(c, "the response carries the secret of provider '" + provider.name +
+                                      "' (the server reflects it): not delivered");
+        return;
+    } catch (...) {
+    }
+    c.phase = Phase::closing;
+}
+
+// The response to a request with an injected secret stops here: either it
+// carries the secret or the guard cannot read it.
+void ProxyServer::State::block_guarded_response(Connection& c, const std::string& reason) noexcept
+{
+    try {
         c.record.verdict = "deny";
         log()->warn("connection {}: {}", c.id, reason);
         c.response_guard.reset();
@@ -1141,8 +1153,16 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
             return true;
         }
         if (c.response_guard) {
-            if (const auto* leaked = c.response_guard->head_leak(std::string_view(c.upstream_in).substr(0, used))) {
+            std::string_view head_text = std::string_view(c.upstream_in).substr(0, used);
+            if (const auto* leaked = c.response_guard->head_leak(head_text)) {
                 block_reflected_secret(c, *leaked);
+                return true;
+            }
+            if (std::string coding = ResponseSecretGuard::unreadable_coding(head_text); !coding.empty()) {
+                block_guarded_response(c, "the response to a request carrying the secret of provider " +
+                                              c.response_guard->provider_names() + " is encoded (" + coding +
+                                              ", though the proxy asked for identity): a secret reflected "
+                                              "inside it could not be seen, so it is not delivered");
                 return true;
             }
         }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "http/syntax.hpp"
+
 namespace pinfold::proxy {
 
 ResponseSecretGuard::ResponseSecretGuard(const policy::CredentialSet& set, const std::vector<std::string>& injected)
@@ -10,6 +12,7 @@ ResponseSecretGuard::ResponseSecretGuard(const policy::CredentialSet& set, const
         const policy::Provider* p = set.find(name);
         if (!p)
             continue;
+        provider_names_ += (provider_names_.empty() ? "'" : ", '") + p->name + "'";
         for (const std::string* bytes : {&p->secret, &p->header_value}) {
             // A header value that contains the secret adds nothing.
             if (bytes->empty() || (bytes == &p->header_value && !p->secret.empty() &&
@@ -28,6 +31,34 @@ const policy::Provider* ResponseSecretGuard::head_leak(std::string_view head) co
             return n.provider;
     }
     return nullptr;
+}
+
+std::string ResponseSecretGuard::unreadable_coding(std::string_view head)
+{
+    std::string found;
+    std::size_t eol = head.find('\n');   // the status line
+    while (found.empty() && eol != std::string_view::npos && eol + 1 < head.size()) {
+        std::size_t start = eol + 1;
+        eol = head.find('\n', start);
+        std::string_view line = head.substr(start, eol == std::string_view::npos ? std::string_view::npos : eol - start);
+        if (!line.empty() && line.back() == '\r')
+            line.remove_suffix(1);
+        std::size_t colon = line.find(':');
+        if (colon == std::string_view::npos)
+            continue;
+        std::string_view name = line.substr(0, colon);
+        bool content = http::syntax::iequals(name, "content-encoding");
+        if (!content && !http::syntax::iequals(name, "transfer-encoding"))
+            continue;
+        http::syntax::for_each_list_element(line.substr(colon + 1), [&](std::string_view coding) {
+            if (coding.empty() || http::syntax::iequals(coding, "identity") ||
+                (!content && http::syntax::iequals(coding, "chunked")))
+                return true;
+            found = std::string(content ? "Content-Encoding: " : "Transfer-Encoding: ") + std::string(coding);
+            return false;
+        });
+    }
+    return found;
 }
 
 bool ResponseSecretGuard::feed(std::string_view payload, std::string& out, const policy::Provider** leaked)

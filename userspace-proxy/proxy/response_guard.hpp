@@ -25,6 +25,16 @@ public:
     // The provider whose secret is in a complete head, or nullptr.
     [[nodiscard]] const policy::Provider* head_leak(std::string_view head) const;
 
+    // A coding of a complete (already validated) head that the guard cannot
+    // read through, as "Content-Encoding: gzip" or "Transfer-Encoding: gzip";
+    // empty when the payload is the body as is. A secret echoed inside a
+    // gzip body would pass any byte search, so such a response is not
+    // delivered (the request asked for identity: credential_gate.hpp).
+    [[nodiscard]] static std::string unreadable_coding(std::string_view head);
+
+    // The providers guarded, for messages: "'a', 'b'".
+    [[nodiscard]] const std::string& provider_names() const noexcept { return provider_names_; }
+
     // Body payload in order. Appends to `out` the bytes that may be
     // delivered now (held-back ones first) and returns true; or returns
     // false, `out` untouched and `*leaked` naming the provider, once a
@@ -44,6 +54,7 @@ private:
     std::vector<Needle> needles_;
     std::size_t longest_ = 0;   // of the needles
     std::string held_;          // a proper prefix of some needle, never released yet
+    std::string provider_names_;
 };
 
 } // namespace pinfold::proxy
