@@ -8,7 +8,8 @@ the proxy would otherwise splice unseen): the secret must never reach the
 sandbox, and each response is audited as denied. Bodies that only look like
 the secret's start (or are large and clean) arrive whole. A reflection
 compressed with gzip would hide the secret from any byte search: the proxy
-asks for identity on such requests, and refuses a coded answer."""
+asks for identity on such requests, and refuses a coded answer; a byte
+range would let it out piecemeal: such requests lose their Range."""
 import gzip
 import hashlib
 import os
@@ -75,10 +76,12 @@ class ReflectingOrigin(pftest.RawOrigin):
 class EncodingOrigin(pftest.RawOrigin):
     """Echoes the Authorization header in a gzip body: when asked for gzip
     (`honest`), always (`always`), or as a gzip transfer coding (`te`);
-    records the Accept-Encoding of each request by path."""
+    records the Accept-Encoding and Range of each request by path. It
+    would honour no Range: the test checks none arrives."""
 
     def __init__(self):
         self.accept_seen = {}
+        self.range_seen = {}
         super().__init__()
 
     def serve(self, conn):
@@ -91,6 +94,7 @@ class EncodingOrigin(pftest.RawOrigin):
             shape = path.rsplit("/", 1)[1]
             accept = fields.get("accept-encoding", "")
             self.accept_seen[path] = accept
+            self.range_seen[path] = fields.get("range", "")
             echo = b'{"authorization": "' + fields.get("authorization", "none").encode("latin-1") + b'"}\n'
             if shape == "te":
                 packed = gzip.compress(echo)
@@ -172,7 +176,7 @@ class ReflectedSecret(pftest.PinfoldTestCase):
         script = "".join(
             f"""rm -f body; touch body; s=$(curl -sS --compressed --max-time 10 -o body -w '%{{http_code}}' """
             f"""{auth} http://127.0.0.1:{origin.port}/{path}); e=$?; echo "== {path} $s $e $(tr '\n' ' ' < body)"; """
-            for path, auth in (("echo/honest", '-H "Authorization: Bearer $GITHUB_TOKEN"'),
+            for path, auth in (("echo/honest", '-r 20-29 -H "Authorization: Bearer $GITHUB_TOKEN"'),
                                ("echo/always", '-H "Authorization: Bearer $GITHUB_TOKEN"'),
                                ("echo/te", '-H "Authorization: Bearer $GITHUB_TOKEN"'),
                                ("open/always", "")))
@@ -188,6 +192,9 @@ class ReflectedSecret(pftest.PinfoldTestCase):
                          {"/echo/honest": "identity", "/echo/always": "identity", "/echo/te": "identity"},
                          origin.accept_seen)
         self.assertIn("gzip", origin.accept_seen["/open/always"], origin.accept_seen)
+        # A range would let the secret out a few bytes at a time, past a
+        # search for the whole of it.
+        self.assertEqual(origin.range_seen["/echo/honest"], "", origin.range_seen)
         # Caught in the plain body it asked for: refused, or cut short.
         self.assertTrue(results["echo/honest"][0] == "502" or results["echo/honest"][1] != "0", r.stdout)
         self.assertEqual(results["echo/always"][:2], ["502", "0"], r.stdout)

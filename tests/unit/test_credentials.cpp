@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "credential_setup.hpp"
@@ -138,7 +139,7 @@ TEST_CASE("credential set: serialises to the proxy and back")
     CHECK_FALSE(CredentialSet::parse("5:abc\n"));
 }
 
-TEST_CASE("binding: a request that gets the secret asks for an uncompressed response; others are left alone")
+TEST_CASE("binding: a request that gets the secret asks for the whole response, uncompressed; others are left alone")
 {
     CredentialSet set = github_set();
     std::vector<std::string> bound{"github"};
@@ -151,14 +152,21 @@ TEST_CASE("binding: a request that gets the secret asks for an uncompressed resp
             }
         return n;
     };
+    auto has = [](const http::RequestHead& h, std::string_view name) {
+        return std::any_of(h.headers.begin(), h.headers.end(),
+                           [&](const http::Header& header) { return http::syntax::iequals(header.name, name); });
+    };
     auto injected = head_with({{"Authorization", "Bearer __GITHUB_TOKEN__"}, {"accept-encoding", "gzip, br"},
-                               {"Accept-Encoding", "zstd"}});
+                               {"Accept-Encoding", "zstd"}, {"range", "bytes=10-19"}, {"If-Range", "\"v1\""}});
     REQUIRE(proxy::apply_credentials(set, &bound, injected, "/repos").injected.size() == 1);
     CHECK(count(injected, "identity") == 1);
+    CHECK_FALSE(has(injected, "range"));
+    CHECK_FALSE(has(injected, "if-range"));
 
-    auto plain = head_with({{"Accept-Encoding", "gzip"}});
+    auto plain = head_with({{"Accept-Encoding", "gzip"}, {"Range", "bytes=10-19"}});
     CHECK(proxy::apply_credentials(set, &bound, plain, "/repos").injected.empty());
     CHECK(count(plain, "gzip") == 1);
+    CHECK(has(plain, "range"));
 }
 
 TEST_CASE("binding: the placeholder is replaced only in the bound header of an allowed request")

@@ -108,10 +108,14 @@ CredentialOutcome apply_credentials(const policy::CredentialSet& set, const std:
         out.injected.push_back(p.name);
     }
     // The response is searched for the secret before delivery
-    // (response_guard.hpp); a compressed one would hide it, so the server is
-    // asked for the body as is.
+    // (response_guard.hpp), so the sandbox may not ask for a view of it
+    // that the search cannot see whole: compressed (the server is asked for
+    // the body as is), or a byte range (a reflected secret fetched a few
+    // bytes at a time). A server may always answer a range with the whole.
     if (!out.injected.empty()) {
-        std::erase_if(head.headers, [](const http::Header& h) { return same_name(h.name, "Accept-Encoding"); });
+        std::erase_if(head.headers, [](const http::Header& h) {
+            return same_name(h.name, "Accept-Encoding") || same_name(h.name, "Range") || same_name(h.name, "If-Range");
+        });
         head.headers.push_back({"Accept-Encoding", "identity"});
     }
     return out;

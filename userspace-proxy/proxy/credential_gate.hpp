@@ -25,8 +25,8 @@ struct CredentialOutcome {
 // `head` is changed only when the outcome allows. `host` (the decided Host,
 // lowercase) selects host-side services: an allowed request to one gets its
 // header from the proxy, whatever the sandbox sent in that header. A request
-// that got a secret asks for `Accept-Encoding: identity`, so that the
-// response guard can read what comes back.
+// that got a secret asks for `Accept-Encoding: identity` and loses any
+// `Range`, so that the response guard reads what comes back whole.
 [[nodiscard]] CredentialOutcome apply_credentials(const policy::CredentialSet& set,
                                                   const std::vector<std::string>* bound, http::RequestHead& head,
                                                   std::string_view upstream_target, std::string_view host = {});
