@@ -85,6 +85,9 @@ class EncodingOrigin(ReflectingOrigin):
 
     def respond(self, shape, fields):
         echo = b'{"authorization": "' + fields.get("authorization", "none").encode("latin-1") + b'"}\n'
+        if shape == "nobody":
+            # No body to hide anything in: delivered, coding or not.
+            return b"HTTP/1.1 204 No Content\r\nContent-Encoding: gzip\r\n\r\n"
         if shape == "te":
             packed = gzip.compress(echo)
             return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" +
@@ -167,6 +170,7 @@ class ReflectedSecret(pftest.PinfoldTestCase):
             for path, auth in (("echo/honest", '-r 20-29 -H "Authorization: Bearer $GITHUB_TOKEN"'),
                                ("echo/always", '-H "Authorization: Bearer $GITHUB_TOKEN"'),
                                ("echo/te", '-H "Authorization: Bearer $GITHUB_TOKEN"'),
+                               ("echo/nobody", '-H "Authorization: Bearer $GITHUB_TOKEN"'),
                                ("open/always", "")))
         r = self.pinfold(policy, ["sh", "-c", f"cd $(mktemp -d) && {script}"], extra=["--provider", provider])
         self.assertNotIn(secret, r.stdout + r.stderr)
@@ -178,7 +182,8 @@ class ReflectedSecret(pftest.PinfoldTestCase):
         # one without a secret kept what curl asked for.
         accept = {path: fields.get("accept-encoding") for path, fields in origin.fields_seen.items()}
         self.assertEqual({k: v for k, v in accept.items() if k.startswith("/echo/")},
-                         {"/echo/honest": "identity", "/echo/always": "identity", "/echo/te": "identity"}, accept)
+                         {"/echo/honest": "identity", "/echo/always": "identity", "/echo/te": "identity",
+                          "/echo/nobody": "identity"}, accept)
         self.assertIn("gzip", accept["/open/always"], accept)
         # A range would let the secret out a few bytes at a time, past a
         # search for the whole of it.
@@ -188,6 +193,7 @@ class ReflectedSecret(pftest.PinfoldTestCase):
         self.assertEqual(results["echo/always"][:2], ["502", "0"], r.stdout)
         self.assertEqual(results["echo/te"][:2], ["502", "0"], r.stdout)
         self.assertEqual(results["open/always"], ["200", "0", '{"authorization": "none"} '], r.stdout)
+        self.assertEqual(results["echo/nobody"][:2], ["204", "0"], r.stdout)
 
         denied = {a["path"].rsplit("/", 1)[1]: a["reason"] for a in r.audit_where(event="http", verdict="deny")}
         self.assertEqual(set(denied), {"honest", "always", "te"}, r.audit)
@@ -195,6 +201,8 @@ class ReflectedSecret(pftest.PinfoldTestCase):
         self.assertIn("is encoded (Content-Encoding: gzip", denied["always"])
         self.assertIn("is encoded (Transfer-Encoding: gzip", denied["te"])
         self.assertEqual(len(r.audit_where(event="http", verdict="allow", rule="open")), 1, r.audit)
+        self.assertEqual([a["path"] for a in r.audit_where(event="http", verdict="allow", rule="echo-api")],
+                         ["/echo/nobody"], r.audit)
         self.assertNotIn(secret, repr(r.audit))
 
 

@@ -1158,7 +1158,11 @@ bool ProxyServer::State::step_exchange(Connection& c) noexcept
                 block_reflected_secret(c, *leaked);
                 return true;
             }
-            if (std::string coding = ResponseSecretGuard::unreadable_coding(head_text); !coding.empty()) {
+            // Only a body can hide a coded secret (a HEAD or 304 answer may
+            // still name the coding of what it would have sent).
+            std::string coding =
+                head.body == http::BodyKind::none ? std::string() : ResponseSecretGuard::unreadable_coding(head_text);
+            if (!coding.empty()) {
                 block_guarded_response(c, "the response to a request carrying the secret of provider " +
                                               c.response_guard->provider_names() + " is encoded (" + coding +
                                               ", though the proxy asked for identity): a secret reflected "
